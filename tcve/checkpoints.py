@@ -1,0 +1,329 @@
+"""The checkpoint registry: every downloadable file tcve uses, declared once, and ``fetch`` to get it.
+
+Where each file lives was established from public code that downloads it (see ``source`` of each entry);
+entries without a Hub copy (``repo_id=None`` and no ``url``) can only be provided locally.
+
+``fetch(name)`` looks, in order, at an explicit path, ``$TCVE_CHECKPOINT_DIR`` (the registry filename's base
+name, or its full relative path, inside that folder), the Hugging Face cache / Hub (``HF_HUB_OFFLINE`` honoured),
+and for torchvision-hosted weights torch.hub's cache / URL. Every failure becomes one ``CheckpointUnavailable``
+naming the checkpoint, its repository and how to provide the file; a known sha256 is verified once per file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CheckpointFormatError, CheckpointUnavailable
+
+log = logging.getLogger(__name__)
+
+ENV_CHECKPOINT_DIR = "TCVE_CHECKPOINT_DIR"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    name: str  # registry name, lower-case with hyphens: the one vocabulary of the CLI, the app and the tests
+    kind: str  # generator | encoder | mapper | nada | direction | flow | lpips | clip | parsing | landmarks
+    format: str  # selects the loader: rosinality | nvlabs-pkl | psp | styleclip-mapper | w-directions | npy | ...
+    filename: str  # path inside the repo (or the URL's file name)
+    repo_id: str | None = None
+    repo_type: str = "model"  # "model" or "space"
+    revision: str | None = None  # None: the repo's default branch
+    url: str | None = None  # plain-URL weights (torchvision-hosted)
+    sha256: str | None = None
+    size: int | None = None  # bytes
+    license: str = ""
+    source: str = ""  # where the location was confirmed / the upstream project
+    description: str = ""
+
+    @property
+    def location(self) -> str:
+        if self.repo_id:
+            prefix = "spaces/" if self.repo_type == "space" else ""
+            return f"{prefix}{self.repo_id}/{self.filename}"
+        return self.url or "(no public download: provide the file locally)"
+
+
+_FFHQ_LICENSE = "NVIDIA Source Code License-NC (FFHQ StyleGAN2 weights)"
+_STYLECLIP_MAPPERS_REPO = "AIRI-Institute/StyleFeatureEditor"
+# The 14 mappers released by StyleCLIP (names as in PTI's scripts/pti_styleclip.py); all hosted in that repo.
+STYLECLIP_MAPPER_NAMES = (
+    "afro", "angry", "beyonce", "bobcut", "bowlcut", "curly_hair", "depp", "hilary_clinton",
+    "mohawk", "purple_hair", "surprised", "taylor_swift", "trump", "zuckerberg",
+)
+# StyleGAN-NADA generators hosted by its author (rosinality layout, 132,724,587 bytes each); the paper's five
+# out-of-domain styles are sketch, pixar, disney_princess, elf and zombie.
+NADA_STYLE_NAMES = (
+    "sketch", "pixar", "disney_princess", "elf", "zombie", "joker", "botero", "white_walker", "simpson", "ssj",
+    "cubism", "edvard_munch", "van_gogh", "oil", "rick_morty", "anime", "shrek", "thanos", "ukiyoe", "witcher",
+    "modigliani", "crochet", "modernism", "marble", "ghibli",
+)
+# InterFaceGAN++ boundaries for StyleGAN2-FFHQ, hosted in a Space (1x512 W directions, .npy).
+INTERFACEGAN_PP_NAMES = ("Bald", "Eyeglasses", "Hat", "Mustache", "Smiling", "Young")
+
+
+def _hyphen(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+_ENTRIES: list[Checkpoint] = [
+    Checkpoint(
+        "stylegan2-ffhq-1024", "generator", "rosinality", "stylegan2-ffhq-config-f.pt",
+        repo_id="akhaliq/jojogan-stylegan2-ffhq-config-f", license=_FFHQ_LICENSE,
+        source="hf_hub_download in JoJoGAN and in the StyleGAN-NADA Space (model_repos['base'])",
+        description="FFHQ 1024 StyleGAN2 config-f, rosinality layout (g_ema + latent_avg)",
+    ),
+    Checkpoint(
+        "stylegan2-ffhq-1024-nvlabs", "generator", "nvlabs-pkl", "stylegan2-ffhq1024x1024.pkl",
+        repo_id="DragGan/DragGan-Models", size=381_624_121, license=_FFHQ_LICENSE,
+        source="snapshot_download in the DragGan-Inversion Space; same file as stylegan2-ada-pytorch's ffhq.pkl",
+        description="FFHQ 1024 StyleGAN2-ADA network pickle (G_ema), read with a restricted unpickler",
+    ),
+    Checkpoint(
+        "e4e-ffhq", "encoder", "psp", "e4e_ffhq_encode.pt", repo_id="public-data/e4e",
+        license="MIT (encoder4editing)", source="hysts' HairCLIP Space (_load_e4e)",
+        description="e4e FFHQ encoder (Encoder4Editing, IR-SE50) with its decoder",
+    ),
+    Checkpoint(
+        "psp-ffhq", "encoder", "psp", "psp_ffhq_encode.pt", repo_id="trysem/pixel2style2pixel",
+        license="MIT (pixel2style2pixel)", source="HF tree of trysem/pixel2style2pixel",
+        description="pSp FFHQ encoder (GradualStyleEncoder)",
+    ),
+    Checkpoint(
+        "restyle-e4e-ffhq", "encoder", "psp", "restyle_e4e_ffhq_encode.pt",
+        license="MIT (restyle-encoder)", source="github.com/yuval-alaluf/restyle-encoder (Google Drive only)",
+        description="ReStyle-e4e FFHQ encoder; no Hub copy is known: provide it locally",
+    ),
+    Checkpoint(
+        "restyle-psp-ffhq", "encoder", "psp", "restyle_psp_ffhq_encode.pt",
+        license="MIT (restyle-encoder)", source="github.com/yuval-alaluf/restyle-encoder (Google Drive only)",
+        description="ReStyle-pSp FFHQ encoder (the paper's out-of-domain inversion); provide it locally",
+    ),
+    *[
+        Checkpoint(
+            f"mapper-{_hyphen(n)}", "mapper", "styleclip-mapper", f"pretrained_models/styleclip_mappers/{n}.pt",
+            repo_id=_STYLECLIP_MAPPERS_REPO, license="MIT (StyleCLIP)",
+            source="HF tree of AIRI-Institute/StyleFeatureEditor (StyleCLIP's released mappers)",
+            description=f"StyleCLIP latent mapper '{n}'",
+        )
+        for n in STYLECLIP_MAPPER_NAMES
+    ],
+    Checkpoint(
+        "mapper-eyeglasses", "mapper", "styleclip-mapper", "eyeglasses.pt", license="MIT (VideoEditGAN)",
+        source="VideoEditGAN README (Google Drive only)",
+        description="The paper's eyeglasses mapper; no Hub copy: provide it locally (else the eyeglasses direction is used)",
+    ),
+    Checkpoint(
+        "mapper-beard", "mapper", "styleclip-mapper", "beard.pt", license="MIT (StyleCLIP)",
+        source="not released publicly", description="The paper's beard mapper; provide it locally",
+    ),
+    Checkpoint(
+        "directions-styleganex", "direction", "w-directions", "direction_dics.pt", repo_id="PKUWilliamYang/StyleGANEX",
+        license="S-Lab License 1.0 (StyleGANEX)", source="hf_hub_download in StyleGANEX's webUI/styleganex_model.py",
+        description="W+ directions for FFHQ StyleGAN2: smile, open_eye, open_mouth, pose, reduce_age, glasses, ...",
+    ),
+    *[
+        Checkpoint(
+            f"interfacegan-{n.lower()}", "direction", "npy",
+            f"boundaries/stylegan2_ffhq/boundary_{n}.npy", repo_id="ybelkada/interfacegan_pp", repo_type="space",
+            license="MIT (InterFaceGAN)", source="HF tree of the ybelkada/interfacegan_pp Space",
+            description=f"InterFaceGAN++ W boundary '{n}' for FFHQ StyleGAN2",
+        )
+        for n in INTERFACEGAN_PP_NAMES
+    ],
+    *[
+        Checkpoint(
+            f"nada-{_hyphen(n)}", "nada", "rosinality", f"{n}.pt", repo_id="rinong/stylegan-nada-models",
+            size=132_724_587, license="MIT (StyleGAN-NADA)",
+            source="hf_hub_download in StyleGANEX's webUI and the StyleGAN-NADA Space",
+            description=f"StyleGAN-NADA generator '{n}' (FFHQ 1024, rosinality layout)",
+        )
+        for n in NADA_STYLE_NAMES
+    ],
+    Checkpoint(
+        "styleclip-fs3", "direction", "npy", "fs3.npy", repo_id="rinong/stylegan-nada-models",
+        license="MIT (StyleCLIP)", source="uploaded with the NADA models for StyleCLIP global directions",
+        description="StyleCLIP global-direction channel relevance (fs3) for FFHQ StyleGAN2",
+    ),
+    Checkpoint(
+        "raft-large", "flow", "torchvision", "raft_large_C_T_SKHT_V2-ff5fadd5.pth",
+        url="https://download.pytorch.org/models/raft_large_C_T_SKHT_V2-ff5fadd5.pth", license="BSD-3-Clause",
+        source="torchvision.models.optical_flow.Raft_Large_Weights.DEFAULT",
+        description="torchvision RAFT large (the paper's flow network family)",
+    ),
+    Checkpoint(
+        "raft-large-things", "flow", "torchvision", "raft_large_C_T_V1-22a6c225.pth",
+        url="https://download.pytorch.org/models/raft_large_C_T_V1-22a6c225.pth", license="BSD-3-Clause",
+        source="torchvision Raft_Large_Weights.C_T_V1: the original raft-things weights, which the official code uses",
+        description="RAFT large, FlyingChairs + FlyingThings (the paper's flow network)",
+    ),
+    Checkpoint(
+        "raft-small", "flow", "torchvision", "raft_small_C_T_V2-01064c6d.pth", repo_id="hr16/RAFT-v2",
+        url="https://download.pytorch.org/models/raft_small_C_T_V2-01064c6d.pth", license="BSD-3-Clause",
+        source="torchvision Raft_Small_Weights.DEFAULT; Hub mirror hr16/RAFT-v2",
+        description="torchvision RAFT small",
+    ),
+    Checkpoint(
+        "lpips-alex-backbone", "lpips", "torchvision", "alexnet-owt-7be5be79.pth",
+        url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", license="BSD-3-Clause",
+        source="torchvision AlexNet weights, used by lpips.LPIPS(net='alex')",
+        description="AlexNet ImageNet backbone of LPIPS-alex",
+    ),
+    Checkpoint(
+        "lpips-vgg-backbone", "lpips", "torchvision", "vgg16-397923af.pth",
+        url="https://download.pytorch.org/models/vgg16-397923af.pth", license="BSD-3-Clause",
+        source="torchvision VGG16 weights, used by lpips.LPIPS(net='vgg')",
+        description="VGG16 ImageNet backbone of LPIPS-vgg",
+    ),
+    Checkpoint(
+        "clip-vit-b-32", "clip", "open-clip", "open_clip_model.safetensors",
+        repo_id="timm/vit_base_patch32_clip_224.openai", license="MIT (OpenAI CLIP)",
+        source="open_clip pretrained config ViT-B-32 'openai' (hf_hub)",
+        description="OpenAI CLIP ViT-B/32 through open-clip-torch",
+    ),
+    Checkpoint(
+        "bisenet-faceparsing", "parsing", "state-dict", "models/faceparsing.pth", repo_id="PKUWilliamYang/VToonify",
+        license="MIT (face-parsing.PyTorch)", source="hf_hub_download in VToonify and StyleGANEX",
+        description="BiSeNet face parsing (19 CelebAMask-HQ classes), STIT's stitching masks",
+    ),
+]
+
+REGISTRY: dict[str, Checkpoint] = {c.name: c for c in _ENTRIES}
+if len(REGISTRY) != len(_ENTRIES):  # pragma: no cover - guards the table above
+    raise RuntimeError("duplicate checkpoint names in the registry")
+
+
+def get(name: str) -> Checkpoint:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise CheckpointUnavailable(name, None, None, "no such checkpoint in the registry") from None
+
+
+def names(kind: str | None = None) -> list[str]:
+    return [c.name for c in _ENTRIES if kind is None or c.kind == kind]
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
+def _local_candidates(ckpt: Checkpoint) -> list[Path]:
+    root = os.environ.get(ENV_CHECKPOINT_DIR)
+    if not root:
+        return []
+    base = Path(root)
+    return [base / ckpt.filename, base / Path(ckpt.filename).name, base / f"{ckpt.name}{Path(ckpt.filename).suffix}"]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_VERIFIED: set[tuple] = set()
+
+
+def verify(ckpt: Checkpoint, path: Path) -> Path:
+    """Check size and sha256 where the registry knows them (once per file version)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime, ckpt.size, ckpt.sha256)
+    if key in _VERIFIED:
+        return path
+    if ckpt.size is not None and stat.st_size != ckpt.size:
+        raise CheckpointFormatError(
+            f"Checkpoint '{ckpt.name}' at {path} has {stat.st_size} bytes, expected {ckpt.size}: "
+            "the file is truncated or a different file. Delete it and fetch it again."
+        )
+    if ckpt.sha256 is not None:
+        actual = _sha256(path)
+        if actual != ckpt.sha256:
+            raise CheckpointFormatError(
+                f"Checkpoint '{ckpt.name}' at {path} has sha256 {actual}, expected {ckpt.sha256}."
+            )
+    _VERIFIED.add(key)
+    return path
+
+
+def is_cached(name: str) -> bool:
+    """Whether ``fetch(name)`` would succeed without network."""
+    ckpt = get(name)
+    return _find_local(ckpt) is not None
+
+
+def _find_local(ckpt: Checkpoint) -> Path | None:
+    for candidate in _local_candidates(ckpt):
+        if candidate.is_file():
+            return candidate
+    if ckpt.repo_id:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(ckpt.repo_id, ckpt.filename, revision=ckpt.revision, repo_type=ckpt.repo_type)
+            if isinstance(cached, str):
+                return Path(cached)
+        except Exception:  # a malformed cache is the same as no cache here
+            log.debug("HF cache lookup failed for %s", ckpt.name, exc_info=True)
+    if ckpt.url:
+        hub_file = Path(_torch_hub_dir()) / "checkpoints" / ckpt.filename
+        if hub_file.is_file():
+            return hub_file
+    return None
+
+
+def _torch_hub_dir() -> str:
+    import torch
+
+    return torch.hub.get_dir()
+
+
+def fetch(name: str, local_path: str | os.PathLike[str] | None = None) -> Path:
+    """The local path of checkpoint ``name``, downloading it if needed and allowed.
+
+    Raises ``CheckpointUnavailable`` (with how to provide the file) when it can be neither found nor downloaded.
+    """
+    ckpt = get(name)
+    if local_path is not None:
+        path = Path(local_path)
+        if not path.is_file():
+            raise CheckpointUnavailable(name, ckpt.repo_id, ckpt.filename, f"no file at {path}")
+        return verify(ckpt, path)
+    found = _find_local(ckpt)
+    if found is not None:
+        return verify(ckpt, found)
+    if _offline():
+        raise CheckpointUnavailable(name, ckpt.repo_id, ckpt.filename, "offline (HF_HUB_OFFLINE is set) and not cached")
+    errors: list[str] = []
+    if ckpt.repo_id:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            log.info("downloading %s from the Hugging Face Hub (%s)", ckpt.name, ckpt.location)
+            path = Path(hf_hub_download(ckpt.repo_id, ckpt.filename, revision=ckpt.revision, repo_type=ckpt.repo_type))
+            return verify(ckpt, path)
+        except CheckpointFormatError:
+            raise
+        except Exception as exc:  # network, auth, missing file: all the same to the user
+            errors.append(f"Hub: {type(exc).__name__}")
+    if ckpt.url:
+        try:
+            import torch
+
+            target = Path(_torch_hub_dir()) / "checkpoints" / ckpt.filename
+            target.parent.mkdir(parents=True, exist_ok=True)
+            log.info("downloading %s from %s", ckpt.name, ckpt.url)
+            torch.hub.download_url_to_file(ckpt.url, str(target), progress=False)
+            return verify(ckpt, target)
+        except CheckpointFormatError:
+            raise
+        except Exception as exc:
+            errors.append(f"URL: {type(exc).__name__}")
+    reason = "; ".join(errors) if errors else "it has no public download location"
+    raise CheckpointUnavailable(name, ckpt.repo_id, ckpt.filename, reason)

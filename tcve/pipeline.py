@@ -1,0 +1,288 @@
+"""The whole edit of one clip: read → track and align → invert → direct edit → consistency → stitch → paste → write.
+
+``edit_video`` takes its networks as a ``PipelineModels`` (real checkpoints, the demo pack or tiny random models:
+see ``tcve.service``) and its settings as one ``PipelineConfig``, reports progress as ``progress(fraction, message)``
+and stops when ``cancel()`` turns true. Full-resolution frames are streamed from the file twice (landmarks, then
+crops) and once more while the three output videos are written side by side; only the aligned crops are held.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .align import AlignConfig, align_frames, compute_transforms, detect_and_track, paste_frames
+from .consistency import ConsistencyConfig, run_consistency
+from .edit import EDITS, EditConfig, EditLoaders, EditSpec, apply_edit
+from .errors import Cancelled
+from .flow import FlowEstimator
+from .invert import Inversion, InversionConfig, invert_video, render
+from .landmarks import LandmarkDetector
+from .metrics import frames_to_images, images_to_frames, lpips_fidelity, warping_error, xt_slice
+from .smoothing import SmoothingConfig, smooth_latents
+from .stitch import StitchConfig, stitch_tune
+from .video import AudioSource, ReadOptions, VideoInfo, VideoLimits, VideoWriter, iter_frames, probe, side_by_side
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[float, str], None]
+CancelFn = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything a run needs besides its networks. Stage settings keep their own defaults (the paper's)."""
+
+    limits: VideoLimits = VideoLimits()
+    read: ReadOptions = ReadOptions()
+    align: AlignConfig = AlignConfig()  # output_size is replaced by the generator's resolution
+    inversion: InversionConfig = InversionConfig()
+    edit: EditConfig = EditConfig()
+    consistency: ConsistencyConfig | None = None  # None: ConsistencyConfig.in_domain()/out_of_domain() by edit kind
+    run_consistency: bool = True
+    stitch: StitchConfig | None = StitchConfig()  # phase 3 (in-domain only); None: off
+    smoothing: SmoothingConfig | None = SmoothingConfig()  # the latent-smoothing baseline; None: not computed
+    metrics_size: int = 256  # E_warp / LPIPS are computed on aligned crops resized to this side
+    side_by_side_height: int = 512
+    write_smoothing_video: bool = False
+
+
+@dataclass
+class PipelineModels:
+    """The networks of a run. ``label`` says which set is active (shown in the UI)."""
+
+    generator: nn.Module
+    encoder: nn.Module
+    lpips: nn.Module  # spatial LPIPS (tcve.losses.SpatialLPIPS)
+    flow: FlowEstimator
+    detector: LandmarkDetector
+    edit_loaders: EditLoaders = field(default_factory=EditLoaders)
+    metric_lpips: nn.Module | None = None  # non-spatial LPIPS for the fidelity metric (default: mean of ``lpips``)
+    label: str = ""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+
+@dataclass
+class PipelineResult:
+    output: Path  # the consistent edit, full frame, with the input's audio
+    direct: Path  # the per-frame (direct) edit, full frame
+    side_by_side: Path  # input | direct | consistent
+    smoothing: Path | None
+    metrics: dict[str, Any]
+    curves: dict[str, list[float]]  # per-pair warping error of each output
+    xt: dict[str, np.ndarray]  # x-t scanline images (uint8 HWC) of each output's aligned crops
+    info: VideoInfo
+    messages: list[str]
+    seconds: dict[str, float]
+    edit_note: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready metrics and facts about the run."""
+        return {
+            "output": str(self.output), "direct": str(self.direct), "side_by_side": str(self.side_by_side),
+            "frames": self.info.n_frames, "fps": float(self.info.fps), "metrics": self.metrics,
+            "curves": self.curves, "messages": self.messages, "seconds": self.seconds,
+        }
+
+
+class _Stages:
+    """Maps each stage's own 0..1 progress onto the run's, and checks for cancellation between reports."""
+
+    WEIGHTS = (("read", 0.04), ("align", 0.06), ("invert", 0.25), ("edit", 0.1), ("consistency", 0.35),
+               ("stitch", 0.1), ("write", 0.05), ("metrics", 0.05))
+
+    def __init__(self, progress: ProgressFn | None, cancel: CancelFn | None) -> None:
+        self._progress, self._cancel = progress, cancel
+        self._start: dict[str, float] = {}
+        acc = 0.0
+        for name, weight in self.WEIGHTS:
+            self._start[name] = acc
+            acc += weight
+        self._weight = dict(self.WEIGHTS)
+        self.seconds: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def check(self) -> None:
+        if self._cancel is not None and self._cancel():
+            raise Cancelled("Cancelled.")
+
+    def sub(self, stage: str) -> ProgressFn:
+        start, weight = self._start[stage], self._weight[stage]
+
+        def report(fraction: float, message: str) -> None:
+            self.check()
+            if self._progress is not None:
+                self._progress(min(1.0, start + weight * max(0.0, min(1.0, fraction))), f"{stage}: {message}")
+
+        return report
+
+    def done(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self._t, 3)
+        self._t = now
+        self.sub(stage)(1.0, "done")
+
+
+def _to_images(crops: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    return frames_to_images(np.stack(crops)).to(device)
+
+
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    if images.shape[-1] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def _consistency_config(config: PipelineConfig, domain: str, edit_name: str, size: int) -> ConsistencyConfig:
+    if config.consistency is not None:
+        return config.consistency
+    # The official working resolution is 256 (1024 / 4); smaller generators work at their own size.
+    scale = max(1, size // 256)
+    if domain == "out":
+        return ConsistencyConfig.out_of_domain(scale_factor=scale)
+    return ConsistencyConfig.in_domain(edit=edit_name, scale_factor=scale)
+
+
+def _metrics(config: PipelineConfig, models: PipelineModels, inputs: torch.Tensor,
+             outputs: dict[str, torch.Tensor], report: ProgressFn) -> tuple[dict[str, Any], dict[str, list[float]],
+                                                                            dict[str, np.ndarray]]:
+    size = config.metrics_size
+    reference = _resize(inputs, size)
+    metrics: dict[str, Any] = {"metrics_size": size}
+    curves: dict[str, list[float]] = {}
+    xt: dict[str, np.ndarray] = {}
+    if reference.shape[0] < 2:
+        return metrics, curves, xt
+    for i, (name, video) in enumerate(outputs.items()):
+        video = _resize(video, size)
+        with torch.no_grad():
+            werr = warping_error(video, reference, models.flow)
+        metrics[f"warping_error_{name}"] = float(werr.mean)
+        curves[name] = [float(v) for v in werr.per_pair]
+        xt[name] = xt_slice(video.detach().cpu())
+        report((i + 1) / (len(outputs) + 1), f"warping error of {name}")
+    if "direct" in outputs:
+        scorer = models.metric_lpips or models.lpips
+        for name, video in outputs.items():
+            if name == "direct":
+                continue
+            with torch.no_grad():
+                fid = lpips_fidelity(_resize(video, size), _resize(outputs["direct"], size), scorer)
+            metrics[f"lpips_to_direct_{name}"] = float(fid.mean)
+    return metrics, curves, xt
+
+
+def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, output_dir: str | Path,
+               config: PipelineConfig = PipelineConfig(), progress: ProgressFn | None = None,
+               cancel: CancelFn | None = None) -> PipelineResult:
+    """Edit the main face of ``input_path`` and write the consistent, direct and side-by-side videos."""
+    stages = _Stages(progress, cancel)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = models.device
+    messages: list[str] = []
+
+    # -- read (probe: limits, fps, audio; frames are streamed) and track the main face
+    info = probe(input_path, config.read, config.limits)
+    stages.done("read")
+    size = int(getattr(models.generator, "size"))
+    align_cfg = replace(config.align, output_size=size)
+    track = detect_and_track(iter_frames(input_path, config.read), models.detector, align_cfg)
+    messages.extend(track.messages)
+    transforms = compute_transforms(track, align_cfg)
+    crops = list(align_frames(iter_frames(input_path, config.read), transforms, align_cfg))
+    inputs = _to_images(crops, device)
+    stages.done("align")
+
+    # -- invert, then the direct (per-frame) edit. Out-of-domain styles are derived from the base generator, so
+    # their codes come from the encoder alone (the paper: ReStyle, no PTI).
+    domain = EDITS[spec.name].domain if spec.name in EDITS else "in"
+    inversion_cfg = config.inversion if domain == "in" else replace(config.inversion, pti=None)
+    inversion: Inversion = invert_video(inputs, models.generator, models.encoder, models.lpips, inversion_cfg,
+                                        progress=stages.sub("invert"))
+    stages.done("invert")
+    edit = apply_edit(spec, inversion.w_plus, inversion.generator, base_generator=models.generator,
+                      config=config.edit, loaders=models.edit_loaders, progress=stages.sub("edit"))
+    if edit.note:
+        messages.append(edit.note)
+    stages.done("edit")
+    direct = edit.images
+
+    # -- temporal consistency (phases 1 and 2), then phase 3 for in-domain edits
+    consistent_generator, consistent_latents, consistent = edit.generator, edit.w_plus, direct
+    if config.run_consistency and inputs.shape[0] >= 2:
+        cfg = _consistency_config(config, domain, edit.name, size)
+        result = run_consistency(edit.generator, edit.w_plus, inputs, models.flow, models.lpips, cfg,
+                                 mapper=edit.mapper, progress=stages.sub("consistency"), cancel=cancel)
+        consistent_generator, consistent_latents = result.generator, result.latents
+        consistent = result.images if result.images is not None else render(result.generator, result.latents)
+    stages.done("consistency")
+    final = consistent
+    if config.stitch is not None and domain == "in" and config.run_consistency:
+        stitched = stitch_tune(consistent_generator, consistent_latents, inputs, config.stitch, edited=consistent,
+                               progress=stages.sub("stitch"), cancel=cancel)
+        final = stitched.images
+    stages.done("stitch")
+
+    smoothing = None
+    if config.smoothing is not None:
+        with torch.no_grad():
+            smoothing = render(edit.generator, smooth_latents(edit.w_plus, config.smoothing))
+
+    # -- paste back into the full frames and write the videos (one streaming pass)
+    audio = AudioSource.from_info(info)
+    paths = {"output": out / "edited.mp4", "direct": out / "direct.mp4", "side_by_side": out / "side_by_side.mp4"}
+    if smoothing is not None and config.write_smoothing_video:
+        paths["smoothing"] = out / "smoothing.mp4"
+    final_frames, direct_frames = images_to_frames(final.detach().cpu()), images_to_frames(direct.detach().cpu())
+    smooth_frames = images_to_frames(smoothing.cpu()) if "smoothing" in paths else None
+    writers = {name: VideoWriter(path, info.fps, audio) for name, path in paths.items()}
+    report = stages.sub("write")
+    try:
+        originals = iter_frames(input_path, config.read)
+        pasted_final = paste_frames(iter_frames(input_path, config.read), final_frames, transforms, config=align_cfg)
+        pasted_direct = paste_frames(iter_frames(input_path, config.read), direct_frames, transforms, config=align_cfg)
+        pasted_smooth = (paste_frames(iter_frames(input_path, config.read), smooth_frames, transforms, config=align_cfg)
+                         if smooth_frames is not None else None)
+        for t, (frame, edited, direct_frame) in enumerate(zip(originals, pasted_final, pasted_direct)):
+            writers["output"].write(edited)
+            writers["direct"].write(direct_frame)
+            writers["side_by_side"].write(side_by_side([frame, direct_frame, edited], ["input", "direct", "consistent"],
+                                                       height=config.side_by_side_height))
+            if pasted_smooth is not None:
+                writers["smoothing"].write(next(pasted_smooth))
+            report((t + 1) / info.n_frames, f"frame {t + 1}/{info.n_frames}")
+        for writer in writers.values():
+            writer.close()
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    stages.done("write")
+
+    outputs = {"direct": direct, "consistent": final}
+    if smoothing is not None:
+        outputs["smoothing"] = smoothing
+    outputs["input"] = inputs
+    metrics, curves, xt = _metrics(config, models, inputs, outputs, stages.sub("metrics"))
+    if inversion.metrics is not None:
+        metrics["inversion"] = {k: float(v) for k, v in asdict(inversion.metrics).items()
+                                if isinstance(v, (int, float))}
+    stages.done("metrics")
+    result = PipelineResult(paths["output"], paths["direct"], paths["side_by_side"], paths.get("smoothing"),
+                            metrics, curves, xt, info, messages, stages.seconds, edit.note)
+    (out / "metrics.json").write_text(json.dumps(result.summary(), indent=2))
+    return result
