@@ -1,36 +1,160 @@
-"""tcve's Gradio app. UI wiring only: the work lives in the tcve package."""
+"""tcve's Gradio app. UI wiring only: the work lives in tcve.service / tcve.pipeline, the handlers in tcve.ui.
+
+``python app.py`` serves it with ``Service.from_env()`` (the FFHQ checkpoints when they can be had, tiny built-in
+networks otherwise); tests build it with an injected service: ``build_demo(Service("tiny"))``.
+"""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from tcve import __version__, checkpoints
+from tcve import __version__, ui
+from tcve.service import PRESETS, SETTINGS, Service, example_clips
+
+QUEUE_SIZE = 8  # waiting jobs beyond the one running; more are refused with "queue full"
 
 DESCRIPTION = (
     "# tcve: temporally consistent semantic editing of face videos\n"
-    "Edit a talking-head clip with a pretrained StyleGAN2 (in-domain text edits or out-of-domain styles) "
-    "without flicker, following *Temporally Consistent Semantic Video Editing* (Xu, AlBahar, Huang, ECCV 2022)."
+    "Edit the face in a short talking-head clip with a pretrained StyleGAN2 (in-domain edits or out-of-domain "
+    "styles) without flicker, following *Temporally Consistent Semantic Video Editing* (Xu, AlBahar, Huang, "
+    "ECCV 2022). Upload a clip (or record one), pick an edit, press the button; the Compare tab shows the direct "
+    "per-frame edit next to the consistent one, with the metrics."
 )
 
+ABOUT = f"""
+### Method
+Every frame is aligned and inverted into StyleGAN2's W+ space (encoder, then pivotal tuning). A per-frame (direct)
+edit flickers; tcve then optimises the edited latents (phase 1) and the generator (phase 2) so that neighbouring
+frames agree after warping with optical flow, stitches the edited crop into the frame (phase 3, in-domain edits) and
+pastes it back, keeping the audio.
 
-def _checkpoint_rows() -> list[list[str]]:
-    return [
-        [c.name, c.kind, c.location, "yes" if checkpoints.is_cached(c.name) else "no"]
-        for c in checkpoints.REGISTRY.values()
-    ]
+### Metrics
+**E_warp**: the warping error (Lai et al. 2018) on the aligned crops, flows from the input clip; lower is more stable.
+**LPIPS to direct**: how far the consistent result moved from the direct edit; small means the edit is kept.
+The x-t images stack one scanline of every frame: flicker shows as horizontal streaks.
+
+### Limits
+One face per clip (the largest), mostly frontal; short clips (see the presets' frame caps); heavy occlusions,
+profile views and fast motion degrade the result. Without network access the app runs tiny built-in networks
+whose edits are noise (the banner says which models are active).
+
+### Citation
+```
+@inproceedings{{xu2022videoeditgan,
+  title={{Temporally Consistent Semantic Video Editing}},
+  author={{Xu, Yiran and AlBahar, Badour and Huang, Jia-Bin}},
+  booktitle={{ECCV}}, year={{2022}}
+}}
+```
+tcve {__version__}.
+"""
 
 
-def build_demo() -> gr.Blocks:
+def _edit_controls(service: Service, domain: str, button: str) -> dict[str, gr.components.Component]:
+    rows = service.edits(domain)
+    free = service.free_text_edit(domain)
+    names = [n for n, ok, _ in rows if ok and n != free]
+    missing = [f"**{n}**: {note}" for n, ok, note in rows if not ok]
+    free_ok = next((ok, note) for n, ok, note in rows if n == free)
+    default, lo, hi = service.strength(names[0]) if names else (1.0, 0.0, 1.0)
+    c = {
+        "edit": gr.Dropdown(names, value=names[0] if names else None, label="edit" if domain == "in" else "style",
+                            interactive=bool(names), info=None if names else "no edit can run here (see below)"),
+        "text": gr.Textbox("", label="or free text (overrides the list)", interactive=free_ok[0],
+                           placeholder="e.g. a face with a beard" if domain == "in" else "e.g. an oil painting",
+                           info=None if free_ok[0] else f"unavailable: {free_ok[1]}"),
+        "source_text": gr.Textbox("", label="source text of the free text (optional)", interactive=free_ok[0],
+                                  placeholder="face" if domain == "in" else "photo"),
+        "strength": gr.Slider(lo, hi, value=default, label="strength"),
+        "button": gr.Button(button, variant="primary", interactive=bool(names) or free_ok[0],
+                            elem_id=f"run-{domain}"),
+    }
+    if missing:
+        with gr.Accordion(f"Unavailable here ({len(missing)})", open=False):
+            gr.Markdown("\n".join(f"- {m}" for m in missing))
+
+    def strength_for(name: str | None, text: str | None) -> gr.Slider:
+        chosen = free if (text or "").strip() else name
+        if not chosen:
+            return gr.Slider()
+        value, low, high = service.strength(chosen)
+        return gr.Slider(minimum=low, maximum=high, value=value)
+
+    gr.on([c["edit"].change, c["text"].change], strength_for, [c["edit"], c["text"]], c["strength"],
+          queue=False, show_progress="hidden", api_visibility="undocumented")
+    return c
+
+
+def build_demo(service: Service | None = None) -> gr.Blocks:
+    service = service or Service.from_env()
+    runner = ui.Runner(service)
+    defaults = service.settings("Preview", "in")
     with gr.Blocks(title="tcve") as demo:
         gr.Markdown(DESCRIPTION)
-        gr.Markdown(f"Version {__version__}. The editing UI is being built; the checkpoints it will use are below.")
-        gr.Dataframe(
-            value=_checkpoint_rows(), headers=["checkpoint", "kind", "location", "cached here"], interactive=False
-        )
+        gr.Markdown(service.banner, elem_id="banner")
+        with gr.Row():
+            with gr.Column(scale=2):
+                video = gr.Video(label="input video", sources=["upload", "webcam"], include_audio=True,
+                                 elem_id="input-video")
+                clips = example_clips()
+                examples = gr.Examples([[str(p)] for p in clips], inputs=[video], elem_id="examples",
+                                       example_labels=[p.stem for p in clips],
+                                       label="examples (a click runs the in-domain edit)")
+                with gr.Row():
+                    start = gr.Number(0, label="trim start (s)", minimum=0)
+                    end = gr.Number(0, label="trim end (s; 0: to the end)", minimum=0)
+                    max_frames = gr.Number(0, precision=0, minimum=0, label="frame cap (0: the preset's)")
+                preset = gr.Radio(list(PRESETS), value="Preview", label="preset")
+                preset_info = gr.Markdown(PRESETS["Preview"].description)
+                with gr.Accordion("advanced settings", open=False):
+                    advanced = gr.Checkbox(False, label="use these settings instead of the preset's")
+                    knobs = [gr.Slider(s.minimum, s.maximum, value=defaults[s.key], step=1, label=s.label,
+                                       info=s.info) for s in SETTINGS]
+                face = gr.Image(label="detected, aligned face", interactive=False, height=192)
+            with gr.Column(scale=3):
+                with gr.Tabs():
+                    with gr.Tab("In-domain edit"):
+                        in_c = _edit_controls(service, "in", "Edit")
+                    with gr.Tab("Out-of-domain style"):
+                        out_c = _edit_controls(service, "out", "Stylize")
+                    with gr.Tab("Compare"):
+                        side = gr.Video(label="input | direct | consistent (one video: plays in sync)",
+                                        elem_id="side-by-side")
+                        table = gr.Dataframe(headers=["video", "E_warp", "LPIPS to direct"], label="metrics",
+                                             interactive=False)
+                        curves = gr.LinePlot(x="pair", y="warping error", color="video",
+                                             label="warping error per frame pair")
+                        xt = gr.Gallery(label="x-t scanline images", columns=4, height=220)
+                        metrics = gr.JSON(label="all metrics")
+                    with gr.Tab("About"):
+                        gr.Markdown(ABOUT)
+                status = gr.Markdown(elem_id="status")
+                with gr.Row():
+                    edited = gr.Video(label="edited (consistent, with audio)", elem_id="result-video")
+                    direct = gr.Video(label="direct per-frame edit", elem_id="direct-video")
+                files = gr.File(label="downloads", file_count="multiple")
+                cancel = gr.Button("Cancel", variant="stop")
+
+        shared = [preset, start, end, max_frames, advanced, *knobs]
+        outputs = [face, edited, direct, side, files, table, curves, xt, metrics, status]
+        run = dict(outputs=outputs, concurrency_limit=1, concurrency_id="gpu")
+        for c, domain, name in ((in_c, "in", "edit"), (out_c, "out", "stylize")):
+            inputs = [video, c["edit"], c["text"], c["source_text"], c["strength"], *shared]
+            handler = runner.edit_handler(domain)
+            c["button"].click(handler, inputs, api_name=name, **run)
+            if domain == "in":
+                examples.load_input_event.then(handler, inputs, api_visibility="undocumented", **run)
+        cancel.click(runner.cancel, None, status, queue=False, api_name="cancel")
+
+        def preset_changed(name: str) -> list:
+            values = service.settings(name, "in")
+            return [PRESETS[name].description, *(gr.Slider(value=values[s.key]) for s in SETTINGS)]
+
+        preset.change(preset_changed, preset, [preset_info, *knobs], queue=False, show_progress="hidden",
+                      api_visibility="undocumented")
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     return demo
 
 
-demo = build_demo()
-
 if __name__ == "__main__":
-    demo.queue(default_concurrency_limit=1, max_size=8).launch()
+    build_demo().launch()

@@ -31,7 +31,8 @@ def _ms(fn, items) -> tuple[float, list]:
 
 def main() -> None:
     cv2.setNumThreads(1)
-    clip = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "examples" / "astronaut.mp4"
+    default = Path(__file__).resolve().parents[1] / "examples" / "astronaut.mp4"
+    clip = Path(sys.argv[1]) if len(sys.argv) > 1 else default
     info = probe(clip, limits=None)
     t0 = time.perf_counter()
     frames = list(iter_frames(clip))
@@ -50,8 +51,9 @@ def main() -> None:
     for size in (256, 1024):
         cfg = AlignConfig(output_size=size)
         transforms = compute_transforms(track, cfg)
-        align_ms, crops = _ms(lambda f, t: crop_face(f, t, cfg), list(zip(frames, transforms)))
-        paste_ms, outs = _ms(lambda f, c, t: paste_face(f, c, t, config=cfg), list(zip(frames, crops, transforms)))
+        align_ms, crops = _ms(lambda f, t, cfg=cfg: crop_face(f, t, cfg), list(zip(frames, transforms)))
+        paste_ms, outs = _ms(lambda f, c, t, cfg=cfg: paste_face(f, c, t, config=cfg),
+                             list(zip(frames, crops, transforms)))
         scores, exact = [], True
         for f, o, t in zip(frames, outs, transforms):
             region = paste_mask(t, cfg) > 0
@@ -66,7 +68,8 @@ def main() -> None:
 
     cfg = AlignConfig(output_size=1024)
     print(f"\n{'quad jitter, px (mean |2nd diff|)':<40}{'raw':>8}{'smoothed':>10}{'ratio':>8}")
-    raw, smooth = quad_jitter(stack_quads(raw_transforms(track, cfg))), quad_jitter(stack_quads(compute_transforms(track, cfg)))
+    raw = quad_jitter(stack_quads(raw_transforms(track, cfg)))
+    smooth = quad_jitter(stack_quads(compute_transforms(track, cfg)))
     print(f"{'example clip, MediaPipe':<40}{raw:>8.3f}{smooth:>10.3f}{raw / max(smooth, 1e-9):>8.1f}")
     # synthetic: known smooth motion of the photo's points plus 1 px detector noise
 
@@ -86,7 +89,7 @@ def main() -> None:
     raw_q, smooth_q = stack_quads(raw_transforms(synth, cfg)), stack_quads(compute_transforms(synth, cfg))
     true_q = quad_from_axes(*quad_axes(truth))
     raw, smooth, true = quad_jitter(raw_q), quad_jitter(smooth_q), quad_jitter(true_q)
-    print(f"{'smooth path + 1 px noise (true %.3f)' % true:<40}{raw:>8.3f}{smooth:>10.3f}{raw / smooth:>8.1f}")
+    print(f"{f'smooth path + 1 px noise (true {true:.3f})':<40}{raw:>8.3f}{smooth:>10.3f}{raw / smooth:>8.1f}")
     print(f"{'  mean corner error vs truth, px':<40}{np.abs(raw_q - true_q).mean():>8.3f}"
           f"{np.abs(smooth_q - true_q).mean():>10.3f}")
     det.close()

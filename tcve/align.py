@@ -204,7 +204,8 @@ def _moving_average(points: np.ndarray, window: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class AlignTransform:
-    """One frame's alignment: FFHQ quad [4,2] (TL, BL, BR, TR) in frame pixel-index coordinates, crop side, frame size."""
+    """One frame's alignment: FFHQ quad [4,2] (TL, BL, BR, TR) in frame pixel-index coordinates, crop side, frame size.
+    """
 
     quad: np.ndarray
     output_size: int
@@ -303,7 +304,8 @@ def crop_face(frame: np.ndarray, transform: AlignTransform, config: AlignConfig 
 
 def _interp(config: AlignConfig) -> int:
     try:
-        return {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}[config.interpolation]
+        modes = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
+        return modes[config.interpolation]
     except KeyError:
         raise ValueError(f"interpolation must be linear, cubic or lanczos, got {config.interpolation!r}") from None
 
@@ -335,8 +337,9 @@ def _soften_padding(crop: np.ndarray, src_size: tuple[int, int], m: np.ndarray) 
     fill = cv2.resize(fill, (s, s), interpolation=cv2.INTER_LINEAR)
     a = cv2.resize(a, (s, s), interpolation=cv2.INTER_LINEAR)
     # pixels that sample the real frame stay exact (the quarter-resolution ramp would bleed a few px inside)
-    outside = cv2.warpAffine(np.zeros(src_size, np.float32), m[:2], (s, s), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
+    outside = cv2.warpAffine(np.zeros(src_size, np.float32), m[:2], (s, s),
+                             flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                             borderValue=1.0)
     a *= outside
     return cv2.blendLinear(crop, fill, 1.0 - a, a)
 
@@ -439,7 +442,7 @@ def paste_frames(frames: Iterable[np.ndarray], crops: Iterable[np.ndarray], tran
                  ) -> Iterator[np.ndarray]:
     """Pass 3: full frames with the edited crops pasted back (streamed)."""
     masks = masks if masks is not None else (None for _ in transforms)
-    for frame, crop, transform, mask in zip(frames, crops, transforms, masks):
+    for frame, crop, transform, mask in zip(frames, crops, transforms, masks, strict=True):
         yield paste_face(frame, crop, transform, mask, config)
 
 

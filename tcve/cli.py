@@ -1,25 +1,60 @@
 """The command-line interface: ``python -m tcve {list,edit,metrics}``.
 
-Exit codes scripts can rely on: 0 success, 2 usage error, 3 bad input (not a video, no face, too long),
-4 checkpoint unavailable, 5 cancelled, 1 anything unexpected.
+Exit codes scripts can rely on: 0 success, 2 usage error (bad arguments, unknown edit / preset / setting),
+3 bad input (not a video, no face, too long), 4 checkpoint unavailable, 5 cancelled (Ctrl-C), 6 out of memory,
+1 anything unexpected.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import checkpoints
-from .errors import CheckpointFormatError, CheckpointUnavailable, TcveError
+from .errors import Cancelled, CheckpointFormatError, CheckpointUnavailable, TcveError
 
 log = logging.getLogger("tcve")
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_CHECKPOINT, EXIT_CANCELLED = 0, 1, 2, 3, 4, 5
+EXIT_OUT_OF_MEMORY = 6
+
+
+class UsageError(TcveError):
+    """Arguments that parse but make no sense together (exit code 2)."""
+
+
+def _service(args: argparse.Namespace):
+    from .service import Service
+
+    if args.models == "auto":
+        return Service.from_env()
+    return Service(models=args.models, device=args.device)
+
+
+def _print_edits(args: argparse.Namespace) -> None:
+    service = _service(args)
+    print(f"# {service.banner}")
+    for domain, title in (("in", "in-domain edits"), ("out", "out-of-domain styles")):
+        rows = service.edits(domain)
+        width = max(len(r[0]) for r in rows)
+        print(f"\n{title} (--domain {domain}):")
+        for name, ok, note in rows:
+            print(f"  {name:<{width}}  {'yes' if ok else 'no':<3}  {note}")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    if args.what in ("edits", "all"):
+        _print_edits(args)
+        if args.what == "all":
+            print()
+    if args.what == "edits":
+        return EXIT_OK
     rows = [
         (c.name, c.kind, "cached" if checkpoints.is_cached(c.name) else "-", c.location)
         for c in checkpoints.REGISTRY.values()
@@ -32,13 +67,139 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _progress_bar(enabled: bool):
+    """A ``progress(fraction, message)`` drawing one tqdm bar on stderr (stage names in its description)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, unit="", bar_format="{desc:<48} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
+               disable=not enabled,
+               file=sys.stderr, dynamic_ncols=True, delay=1.0)
+
+    def report(fraction: float, message: str) -> None:
+        bar.n = int(1000 * max(0.0, min(1.0, fraction)))
+        bar.set_description_str(message[:48], refresh=False)
+        bar.refresh()
+
+    return bar, report
+
+
+def _parse_settings(items: Sequence[str]) -> dict[str, int]:
+    from .service import SETTINGS
+
+    known = {s.key for s in SETTINGS}
+    out: dict[str, int] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set expects KEY=VALUE, got '{item}'.")
+        try:
+            out[key.strip()] = int(value)
+        except ValueError:
+            raise UsageError(f"--set {key}: '{value}' is not an integer.") from None
+        if key.strip() not in known:
+            raise UsageError(f"Unknown setting '{key}'. Settings: {', '.join(sorted(known))}.")
+    return out
+
+
+def _cmd_edit(args: argparse.Namespace) -> int:
+    from .edit import EDITS, EditSpec
+    from .service import PRESETS
+
+    service = _service(args)
+    if args.text is not None:
+        name = service.free_text_edit(args.domain or "in")
+    else:
+        name = args.edit.strip().lower().replace("_", " ").replace("-", " ")
+        if name not in EDITS:
+            raise UsageError(f"Unknown edit '{args.edit}'. See `python -m tcve list edits`.")
+        if args.domain and EDITS[name].domain != args.domain:
+            raise UsageError(f"'{name}' is an {EDITS[name].domain}-domain edit, not --domain {args.domain}.")
+    if args.preset not in PRESETS:
+        raise UsageError(f"Unknown preset '{args.preset}'. Presets: {', '.join(PRESETS)}.")
+    spec = EditSpec(name, args.strength, args.text or "", args.source_text or "")
+    overrides = _parse_settings(args.set)
+    config = service.config_for(args.preset, spec, overrides) if overrides else None
+    bar, report = _progress_bar(not args.quiet)
+    try:
+        result = service.run(args.input, spec, args.preset, args.start, args.end, args.max_frames, config, report)
+    finally:
+        bar.close()
+    copies = [(result.output, args.output), (result.direct, args.direct), (result.side_by_side, args.compare)]
+    for source, target in copies:
+        if target:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+    summary = result.summary()
+    summary.update(output=str(args.output), direct=args.direct, side_by_side=args.compare, edit=name)
+    if args.metrics:
+        Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.metrics).write_text(json.dumps(summary, indent=2))
+    m = result.metrics
+    print(f"wrote {args.output} ({result.info.n_frames} frames, {float(result.info.fps):g} fps)")
+    if "warping_error_direct" in m and "warping_error_consistent" in m:
+        print(f"E_warp direct {m['warping_error_direct']:.4g}  consistent {m['warping_error_consistent']:.4g}  "
+              f"LPIPS to direct {m.get('lpips_to_direct_consistent', float('nan')):.4g}")
+    return EXIT_OK
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    service = _service(args)
+    values = service.measure(args.video, args.reference, args.direct, args.size)
+    text = json.dumps(values, indent=2)
+    if args.json:
+        Path(args.json).write_text(text)
+    print(text)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tcve", description="Temporally consistent face video editing.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
-    listing = sub.add_parser("list", help="list checkpoints (and whether they are cached locally)")
-    listing.add_argument("--kind", choices=sorted({c.kind for c in checkpoints.REGISTRY.values()}))
+
+    def add_models(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--models", choices=("auto", "ffhq", "tiny"), default="auto",
+                       help="network set (auto: $TCVE_MODELS, else ffhq when its checkpoints are cached, else tiny)")
+        p.add_argument("--device", default=os.environ.get("TCVE_DEVICE", "auto"), help="auto | cpu | cuda[:N]")
+
+    listing = sub.add_parser("list", help="list edits, styles and checkpoints (and which are cached locally)")
+    listing.add_argument("what", nargs="?", choices=("all", "edits", "checkpoints"), default="all")
+    listing.add_argument("--kind", choices=sorted({c.kind for c in checkpoints.REGISTRY.values()}),
+                         help="only checkpoints of this kind")
+    add_models(listing)
     listing.set_defaults(run=_cmd_list)
+
+    edit = sub.add_parser("edit", help="edit the face of a video")
+    edit.add_argument("input", help="input video")
+    edit.add_argument("-o", "--output", required=True, help="the consistent edit (mp4, with the input's audio)")
+    which = edit.add_mutually_exclusive_group(required=True)
+    which.add_argument("--edit", help="a catalogue edit or style (see `list edits`)")
+    which.add_argument("--text", help="free text: an in-domain edit, or a style with --domain out")
+    edit.add_argument("--source-text", help="free text: what the face is now (default 'face' / 'photo')")
+    edit.add_argument("--domain", choices=("in", "out"), help="in-domain edit or out-of-domain style")
+    edit.add_argument("--strength", type=float, help="edit strength (default: the edit's own)")
+    edit.add_argument("--preset", default="Preview", help="Preview | 'Paper settings'")
+    edit.add_argument("--start", type=float, default=0.0, help="trim: first second")
+    edit.add_argument("--end", type=float, help="trim: last second (exclusive)")
+    edit.add_argument("--max-frames", type=int, help="frame cap (the preset's cap applies too)")
+    edit.add_argument("--set", action="append", default=[], metavar="KEY=N",
+                      help="advanced setting, e.g. --set stitch_steps=0 (keys: pti_steps, phase1_epochs, "
+                           "phase2_epochs, pairs_per_step, stitch_steps, text_steps, nada_steps)")
+    edit.add_argument("--compare", help="also write input | direct | consistent side by side here")
+    edit.add_argument("--direct", help="also write the direct per-frame edit here")
+    edit.add_argument("--metrics", help="write the metrics (JSON) here")
+    edit.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_models(edit)
+    edit.set_defaults(run=_cmd_edit)
+
+    metrics = sub.add_parser("metrics", help="warping error (and LPIPS) of a video")
+    metrics.add_argument("video")
+    metrics.add_argument("--reference", required=True, help="the input clip: its flows define E_warp")
+    metrics.add_argument("--direct", help="LPIPS is measured to this video (default: to the reference)")
+    metrics.add_argument("--size", type=int, default=256, help="frames are resized to SIZE x SIZE")
+    metrics.add_argument("--json", help="also write the numbers here")
+    add_models(metrics)
+    metrics.set_defaults(run=_cmd_metrics)
     return parser
 
 
@@ -51,9 +212,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CheckpointUnavailable, CheckpointFormatError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CHECKPOINT
+    except Cancelled as exc:
+        print(f"cancelled: {exc}", file=sys.stderr)
+        return EXIT_CANCELLED
     except TcveError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CANCELLED if type(exc).__name__ == "Cancelled" else EXIT_BAD_INPUT
+        from .edit import UnknownEdit
+
+        return EXIT_USAGE if isinstance(exc, (UsageError, UnknownEdit)) else EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
         return EXIT_CANCELLED
+    except MemoryError:
+        print("error: out of memory: retry with fewer frames (--max-frames) or lighter settings", file=sys.stderr)
+        return EXIT_OUT_OF_MEMORY
+    except Exception as exc:  # noqa: BLE001 - CUDA OOM without importing torch here
+        if type(exc).__name__ == "OutOfMemoryError":
+            print("error: out of memory: retry with fewer frames (--max-frames) or lighter settings", file=sys.stderr)
+            return EXIT_OUT_OF_MEMORY
+        raise

@@ -50,6 +50,7 @@ __all__ = [
     "ConsistencyResult",
     "PhaseResult",
     "OPTION_TABLE",
+    "option_table_markdown",
     "anchor_index",
     "edit_alpha",
     "fresh_mapper",
@@ -202,7 +203,7 @@ def edit_alpha(edit: str | None, source: Literal["official", "paper"] = "officia
 OPTION_TABLE: tuple[tuple[str, str, str], ...] = (
     ("visibility_k", "5 (exp(-5 eps), eps in px at 256^2)", "10"),
     ("photometric_range", "'255' (LPIPS fed [0,255])", "'unit' ([-1,1])"),
-    ("eps_mode", "'masked' (<eps, M>)", "'l1' (plain mean |eps|)"),
+    ("eps_mode", "'masked' (mask-weighted mean of eps)", "'l1' (plain mean of eps)"),
     ("scale_factor / downsample_mode", "4 / nearest (flow+losses at 256^2)", "unstated"),
     ("pd_mask_resolution", "'full' (LPIPS at 1024, nearest-downsampled)", "unstated"),
     ("flow_grad", "True (gradients through RAFT, 20 iters)", "True ('all differentiable')"),
@@ -213,7 +214,8 @@ OPTION_TABLE: tuple[tuple[str, str, str], ...] = (
     ("phase1.lambda_rf / rf_mode", "0.2 / mean", "0.1 / mean (Eq. 4 L1, taken as mean)"),
     ("phase1.lr / epochs", "1e-3 / 10", "0.05 / 10 (out: 0.005 / 5)"),
     ("phase1.alpha", "0.05 eyeglasses, 0.04 others", "0.12 eyeglasses, 0.04 others (out: 0.04)"),
-    ("mapper init (no `mapper` passed -> fresh)", "pretrained mapper of the edit", "'same architecture' (fresh, zero residual)"),
+    ("mapper", "the edit's pretrained StyleCLIP mapper (pass `mapper=`)",
+     "'same architecture': fresh LevelsMapper, zero residual (`mapper=None`)"),
     ("phase2.lr / epochs", "1e-4 / 3", "1e-4 / 5 (out: 8e-4 / 5)"),
     ("phase2.out_mask_boost / out_mask_power", "15 / 4 ((1-P)^4, weight 7.5)", "1 / 1"),
     ("phase2.out_mask_source", "'warped_anchor'", "'own'"),
@@ -223,6 +225,15 @@ OPTION_TABLE: tuple[tuple[str, str, str], ...] = (
     ("phase2.reg_l2_weight / reg_lpips_weight", "0.1 / 0.1", "0.1 (unstated) / 1"),
     ("phase2.freeze_last_layers", "False (in); out-of-domain not runnable", "True for out-of-domain"),
 )
+
+
+def option_table_markdown() -> str:
+    """``OPTION_TABLE`` as a Markdown table (README: official-code default vs paper)."""
+    rows = ["| Option (`ConsistencyConfig`) | Official code (default, `in_domain()`) | Paper (`paper()`) |",
+            "|---|---|---|"]
+    rows += [f"| `{o}` | {a} | {b} |" if o != "mapper" else f"| mapper (argument) | {a} | {b} |"
+             for o, a, b in OPTION_TABLE]
+    return "\n".join(rows)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -344,7 +355,8 @@ class _Ctx:
         self.size = int(generator.size)
         self.T = int(w_edit.shape[0])
         self.anchor = anchor_index(self.T)
-        self.work = max(self.size // cfg.scale_factor, 8)
+        # LPIPS-alex needs >= ~32 px; keep at least 64 px (or the full size) for the losses.
+        self.work = min(self.size, max(self.size // cfg.scale_factor, 64))
         inputs = aligned_inputs.to(self.device, torch.float32)
         if inputs.shape[-1] != self.size or inputs.shape[-2] != self.size:
             inputs = F.interpolate(inputs, size=(self.size, self.size), mode="bilinear", align_corners=False,
@@ -441,7 +453,9 @@ def _run_phase1(ctx: _Ctx, g0: nn.Module, w_edit: torch.Tensor, mapper: nn.Modul
     t0 = time.perf_counter()
     n_latent, dim = w_edit.shape[1:]
     if mapper is None:
-        mapper = fresh_mapper(n_latent, dim, p1.fresh_mapper_levels)
+        with torch.random.fork_rng(devices=[]):   # seeded, without touching the caller's global RNG
+            torch.manual_seed(ctx.seed)
+            mapper = fresh_mapper(n_latent, dim, p1.fresh_mapper_levels)
     else:
         mapper = copy.deepcopy(mapper)   # the caller's pretrained mapper stays untouched
     mapper = mapper.to(ctx.device).float().train()
@@ -622,7 +636,6 @@ def run_consistency(generator: nn.Module, w_edit: torch.Tensor, aligned_inputs: 
     w1, w2 = _phase_weights(cfg, cfg.run_phase1, cfg.run_phase2)
     history: dict[str, dict[str, list[float]]] = {}
     seconds: dict[str, float] = {}
-    torch.manual_seed(cfg.seed)
     with _tf32(cfg.tf32), _frozen(generator), _frozen(lpips):
         lat = w_edit.detach()
         g = generator

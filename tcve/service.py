@@ -14,22 +14,30 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 
 from . import checkpoints
 from .align import AlignConfig, align_frames, compute_transforms, detect_and_track
-from .edit import EDITS, EditLoaders, EditSpec, edit_availability
+from .consistency import ConsistencyConfig
+from .cache import StageCache
+from .edit import (EDITS, EditConfig, EditLoaders, EditSpec, NadaTrainConfig, TextEditConfig, UnknownEdit,
+                   edit_availability)
+from .errors import TcveError
 from .invert import InversionConfig, PTIConfig
 from .pipeline import CancelFn, PipelineConfig, PipelineModels, PipelineResult, ProgressFn, edit_video
 from .stitch import StitchConfig
-from .video import ReadOptions, VideoLimits, iter_frames, probe
+from .video import ReadOptions, VideoLimits, iter_frames, probe, read_video
 
 log = logging.getLogger(__name__)
 
 MODEL_SETS = ("ffhq", "tiny")
+FREE_TEXT_EDITS = {"in": "text", "out": "text style"}  # catalogue names of the free-text edits
 FFHQ_REQUIRED = ("stylegan2-ffhq-1024", "e4e-ffhq", "lpips-alex-backbone", "raft-large-things")
 
 
@@ -39,22 +47,52 @@ class Preset:
     description: str
     max_frames: int | None  # frames kept from the (trimmed) clip
     config: PipelineConfig
+    # Consistency stage of a preset whose config leaves it to the edit's domain (consistency=None):
+    # (phase-1, phase-2) epochs and pairs per step replacing the domain defaults; None keeps the defaults.
+    consistency_epochs: tuple[int, int] | None = None
+    pairs_per_step: int | None = None
+    seconds_per_frame_gpu: float = 4.0  # rough cost, for ZeroGPU reservations (paper settings: ~600 s / 150 frames)
 
 
 def _preview_config() -> PipelineConfig:
     return PipelineConfig(
         inversion=InversionConfig(pti=PTIConfig(steps=2, batch_size=4)),
-        stitch=StitchConfig(steps=10),
+        edit=EditConfig(text=TextEditConfig(steps=20), nada=NadaTrainConfig(steps=30)),
+        stitch=StitchConfig(steps=5),
         consistency=None,
+        smoothing=None,  # the latent-smoothing baseline is a paper comparison, not needed for a preview
     )
 
 
 PRESETS: dict[str, Preset] = {
-    "Preview": Preset("Preview", "a short excerpt with light settings: seconds to minutes on a GPU", 24,
-                      _preview_config()),
+    "Preview": Preset("Preview", "a short excerpt with light settings: seconds on a GPU, about a minute on a CPU "
+                      "with the tiny models", 8, _preview_config(), consistency_epochs=(1, 1), pairs_per_step=4,
+                      seconds_per_frame_gpu=1.0),
     "Paper settings": Preset("Paper settings", "the official settings (PTI 200 passes, 10 + 3 epochs, stitching 50 "
                              "steps): about ten minutes for 150 frames on one H100", None, PipelineConfig()),
 }
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One 'advanced' knob: a main field of the config dataclasses, as an integer (0 turns a stage off)."""
+
+    key: str
+    label: str
+    minimum: int
+    maximum: int
+    info: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("pti_steps", "PTI passes", 0, 400, "generator tuning passes over the clip (0: encoder codes only)"),
+    Setting("phase1_epochs", "phase 1 epochs", 0, 20, "latent refinement (flow-warping loss); 0 skips it"),
+    Setting("phase2_epochs", "phase 2 epochs", 0, 20, "generator tuning for consistency; 0 skips it"),
+    Setting("pairs_per_step", "pairs per step", 1, 16, "(anchor, frame) pairs per optimiser step (1 = official)"),
+    Setting("stitch_steps", "stitching steps", 0, 200, "boundary stitching tune per frame, in-domain only (0: off)"),
+    Setting("text_steps", "free-text steps", 1, 500, "CLIP optimisation steps of an in-domain text edit"),
+    Setting("nada_steps", "free-style steps", 1, 1000, "StyleGAN-NADA fine-tune steps of an out-of-domain text style"),
+)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -127,11 +165,15 @@ class Service:
 
         generator = load_generator(checkpoints.fetch("stylegan2-ffhq-1024")).to(self.device)
         encoder = load_encoder(checkpoints.fetch("e4e-ffhq")).to(self.device)
+        # ReStyle has no public Hub copy: used for out-of-domain edits when provided locally.
+        encoder_out = (load_encoder(checkpoints.fetch("restyle-psp-ffhq")).to(self.device)
+                       if checkpoints.is_cached("restyle-psp-ffhq") else None)
         return PipelineModels(
             generator=generator, encoder=encoder, lpips=SpatialLPIPS("alex").to(self.device),
             flow=load_flow_estimator("raft-large", checkpoint="raft-large-things", device=self.device),
             detector=load_detector("auto"), metric_lpips=SpatialLPIPS("alex", spatial=False).to(self.device),
-            edit_loaders=EditLoaders(), label="FFHQ checkpoints",
+            edit_loaders=EditLoaders(), label="FFHQ checkpoints", encoder_out=encoder_out, cache=StageCache(),
+            checkpoint_names=("stylegan2-ffhq-1024", "e4e-ffhq"),
         )
 
     # ---------------------------------------------------------------- what the UI offers
@@ -156,6 +198,20 @@ class Service:
     def edit_domain(name: str) -> str:
         return EDITS[name].domain
 
+    @staticmethod
+    def free_text_edit(domain: str) -> str:
+        """The catalogue name of the free-text edit of ``domain`` ('in' | 'out')."""
+        return FREE_TEXT_EDITS[domain]
+
+    def strength(self, name: str) -> tuple[float, float, float]:
+        """(default, minimum, maximum) strength of edit ``name`` with the source this service would use."""
+        entry = EDITS[name]
+        source = entry.sources[0]
+        if self.model_set == "ffhq":
+            source = edit_availability().get(name) or source
+        lo, hi = source.strength_range
+        return float(source.default_strength), float(lo), float(hi)
+
     # ---------------------------------------------------------------- runs
     def read_options(self, path: str | os.PathLike[str], start: float = 0.0, end: float | None = None,
                      max_frames: int | None = None) -> ReadOptions:
@@ -169,7 +225,7 @@ class Service:
 
     def preview_face(self, path: str | os.PathLike[str], options: ReadOptions = ReadOptions()) -> np.ndarray:
         """The aligned crop of the first frame, as the generator will see it (uint8 HWC)."""
-        models = self.models()
+        models = self.prepare()
         first = next(iter_frames(path, options))
         config = AlignConfig(output_size=int(models.generator.size))
         track = detect_and_track([first], models.detector, config)
@@ -178,8 +234,14 @@ class Service:
     def run(self, path: str | os.PathLike[str], spec: EditSpec, preset: str = "Preview", start: float = 0.0,
             end: float | None = None, max_frames: int | None = None, config: PipelineConfig | None = None,
             progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> PipelineResult:
+        if preset not in PRESETS:
+            raise TcveError(f"Unknown preset '{preset}'. Presets: {', '.join(PRESETS)}.")
+        if spec.name not in EDITS:
+            raise UnknownEdit(f"Unknown edit '{spec.name}'. Available edits: {', '.join(EDITS)}.")
         chosen = PRESETS[preset]
-        config = config or chosen.config
+        probe(path, ReadOptions(), limits=None)  # not a video -> a clear error before any model is loaded
+        models = self.prepare(progress)
+        config = config or self.config_for(preset, spec)
         cap = min(x for x in (max_frames, chosen.max_frames, config.limits.max_frames) if x) if any(
             (max_frames, chosen.max_frames, config.limits.max_frames)) else None
         probe(path, ReadOptions(), limits=VideoLimits(max_frames=None, max_seconds=None,
@@ -196,11 +258,141 @@ class Service:
             if progress is not None:
                 progress(1.0, "cached result")
             return cached
-        result = edit_video(path, spec, self.models(), self.workdir / key, config, progress, cancel)
+        result = edit_video(path, spec, models, self.workdir / key, config, progress, cancel)
         self._results[key] = result
         while len(self._results) > self._max_cached:
             self._results.popitem(last=False)
         return result
+
+    # ---------------------------------------------------------------- settings the app and the CLI expose
+    def settings(self, preset: str = "Preview", domain: str = "in") -> dict[str, int]:
+        """The ``SETTINGS`` values preset ``preset`` uses for an edit of ``domain``."""
+        config = PRESETS[preset].config
+        consistency = config.consistency or self._consistency(preset, domain, None, scale_factor=1)
+        pti = config.inversion.pti
+        return {
+            "pti_steps": pti.steps if pti is not None and domain == "in" else 0,
+            "phase1_epochs": consistency.phase1.epochs if config.run_consistency and consistency.run_phase1 else 0,
+            "phase2_epochs": consistency.phase2.epochs if config.run_consistency and consistency.run_phase2 else 0,
+            "pairs_per_step": consistency.pairs_per_step,
+            "stitch_steps": config.stitch.steps if config.stitch is not None else 0,
+            "text_steps": config.edit.text.steps,
+            "nada_steps": config.edit.nada.steps,
+        }
+
+    @staticmethod
+    def _consistency(preset: str, domain: str, edit: str | None, scale_factor: int) -> ConsistencyConfig:
+        chosen = PRESETS[preset]
+        if domain == "out":
+            cfg = ConsistencyConfig.out_of_domain(scale_factor=scale_factor)
+        else:
+            cfg = ConsistencyConfig.in_domain(edit=edit, scale_factor=scale_factor)
+        if chosen.consistency_epochs is not None:
+            e1, e2 = chosen.consistency_epochs
+            cfg = replace(cfg, phase1=replace(cfg.phase1, epochs=e1), phase2=replace(cfg.phase2, epochs=e2))
+        if chosen.pairs_per_step is not None:
+            cfg = replace(cfg, pairs_per_step=chosen.pairs_per_step)
+        return cfg
+
+    def config_for(self, preset: str, spec: EditSpec, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
+        """The full ``PipelineConfig`` of a run: the preset, resolved for the edit's domain and this model set, with
+        ``overrides`` (keys of ``SETTINGS``) applied. Builds the networks (the working resolution depends on them)."""
+        if preset not in PRESETS:
+            raise TcveError(f"Unknown preset '{preset}'. Presets: {', '.join(PRESETS)}.")
+        config = PRESETS[preset].config
+        domain = EDITS[spec.name].domain if spec.name in EDITS else "in"
+        size = int(self.models().generator.size)
+        if config.consistency is None:
+            config = replace(config, consistency=self._consistency(preset, domain, spec.name, max(1, size // 256)))
+        # Metrics are measured at most at the generator's own resolution (never upsampled: tiny models are 64 px).
+        config = replace(config, metrics_size=min(config.metrics_size, size))
+        if not overrides:
+            return config
+        unknown = set(overrides) - {s.key for s in SETTINGS}
+        if unknown:
+            raise TcveError(f"Unknown settings {sorted(unknown)}; known: {', '.join(s.key for s in SETTINGS)}.")
+        values = {**self.settings(preset, domain), **{k: int(v) for k, v in overrides.items() if v is not None}}
+        for s in SETTINGS:
+            if not s.minimum <= values[s.key] <= s.maximum:
+                raise TcveError(f"Setting '{s.label}' must be within {s.minimum}..{s.maximum}, got {values[s.key]}.")
+        pti = config.inversion.pti or PTIConfig()
+        steps = values["pti_steps"]
+        inversion = replace(config.inversion, pti=replace(pti, steps=steps) if steps else None)
+        cons = config.consistency
+        cons = replace(cons, phase1=replace(cons.phase1, epochs=max(1, values["phase1_epochs"])),
+                       phase2=replace(cons.phase2, epochs=max(1, values["phase2_epochs"])),
+                       run_phase1=values["phase1_epochs"] > 0, run_phase2=values["phase2_epochs"] > 0,
+                       pairs_per_step=values["pairs_per_step"])
+        stitch = (replace(config.stitch or StitchConfig(), steps=values["stitch_steps"]) if values["stitch_steps"]
+                  else None)
+        edit = replace(config.edit, text=replace(config.edit.text, steps=values["text_steps"]),
+                       nada=replace(config.edit.nada, steps=values["nada_steps"]))
+        return replace(config, inversion=inversion, consistency=cons, stitch=stitch, edit=edit,
+                       run_consistency=values["phase1_epochs"] > 0 or values["phase2_epochs"] > 0)
+
+    def estimate_seconds(self, preset: str, n_frames: int | None = None) -> int:
+        """A generous GPU-time reservation for a run (ZeroGPU ``duration``): model loading plus per-frame work."""
+        chosen = PRESETS[preset]
+        frames = n_frames or chosen.max_frames or 150
+        if chosen.max_frames:
+            frames = min(frames, chosen.max_frames)
+        return int(60 + chosen.seconds_per_frame_gpu * frames * 1.5)
+
+    # ---------------------------------------------------------------- networks, with progress on first use
+    def prepare(self, progress: ProgressFn | None = None) -> PipelineModels:
+        """The networks, fetching the checkpoints first (with progress) when this service has not built them yet.
+
+        Raises ``CheckpointUnavailable`` with how to provide a file when one can be neither found nor downloaded."""
+        if self._models is None and self.model_set == "ffhq":
+            for i, name in enumerate(FFHQ_REQUIRED):
+                if progress is not None:
+                    state = "cached" if checkpoints.is_cached(name) else "downloading"
+                    progress(0.0, f"checkpoints: {name} ({state}, {i + 1}/{len(FFHQ_REQUIRED)})")
+                checkpoints.fetch(name)
+        if self._models is None and progress is not None:
+            progress(0.0, f"loading models ({self.model_set})")
+        return self.models()
+
+    # ---------------------------------------------------------------- what the Compare view shows
+    @staticmethod
+    def xt_image(result: PipelineResult, name: str, min_height: int = 96) -> np.ndarray | None:
+        """The x-t scanline image of output ``name``, rows repeated so that short clips stay visible (uint8 HWC)."""
+        xt = result.xt.get(name)
+        if xt is None:
+            return None
+        repeat = max(1, -(-min_height // max(1, xt.shape[0])))
+        return np.repeat(xt, repeat, axis=0)
+
+    def measure(self, video: str | os.PathLike[str], reference: str | os.PathLike[str],
+                direct: str | os.PathLike[str] | None = None, size: int = 256) -> dict[str, float]:
+        """E_warp of ``video`` with flows of ``reference`` (the input clip), LPIPS to ``direct`` (or the reference).
+
+        Whole frames, resized to ``size`` x ``size``; the videos must have the same number of frames.
+        """
+        from .metrics import frames_to_images, lpips_fidelity, warping_error
+
+        models = self.models()
+
+        def load(path: str | os.PathLike[str]) -> torch.Tensor:
+            frames, _ = read_video(path, limits=None)
+            images = frames_to_images(frames)
+            return torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+                                                   antialias=True).to(self.device)
+
+        out, ref = load(video), load(reference)
+        if out.shape[0] != ref.shape[0]:
+            raise TcveError(f"'{Path(video).name}' has {out.shape[0]} frames but the reference has {ref.shape[0]}.")
+        if out.shape[0] < 2:
+            raise TcveError("The warping error needs at least two frames.")
+        with torch.no_grad():
+            werr = warping_error(out, ref, models.flow)
+            other = load(direct) if direct is not None else ref
+            if other.shape[0] != out.shape[0]:
+                raise TcveError(f"'{Path(direct or reference).name}' has {other.shape[0]} frames, expected "
+                                f"{out.shape[0]}.")
+            fid = lpips_fidelity(out, other, models.metric_lpips or models.lpips)
+        key = "lpips_to_direct" if direct is not None else "lpips_to_reference"
+        return {"frames": int(out.shape[0]), "size": size, "warping_error": float(werr.mean), key: float(fid.mean)}
 
 
 def example_clips() -> list[Path]:

@@ -31,7 +31,7 @@ from .errors import Cancelled
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["StitchConfig", "StitchMasks", "StitchResult", "ellipse_face_mask", "stitch_masks", "feather_alpha",
+__all__ = ["StitchConfig", "StitchMasks", "StitchResult", "ellipse_face_mask", "stitch_masks",
            "blend", "stitch_tune"]
 
 MaskFn = Callable[[torch.Tensor], torch.Tensor]

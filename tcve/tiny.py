@@ -82,7 +82,7 @@ def tiny_edit_loaders(generator: Generator, seed: int = 0) -> EditLoaders:
         with torch.no_grad():
             for pname, param in copy.named_parameters():
                 if pname.startswith(("convs", "to_rgb")):
-                    param.add_(0.2 * param.std() * torch.randn(param.shape, generator=gen))
+                    param.add_(0.2 * param.std(correction=0) * torch.randn(param.shape, generator=gen))
         return copy.eval()
 
     def clip():

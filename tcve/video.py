@@ -1,11 +1,11 @@
-"""Video in and out: decoding to constant-frame-rate uint8 RGB frames, limits, and H.264 mp4 writing with the audio kept.
+"""Video in and out: decoding to constant-frame-rate uint8 RGB frames, limits, and H.264 mp4 writing with the audio.
 
-Reading goes through PyAV (FFmpeg libraries bundled in its wheel), so no system ffmpeg is needed. Frames are produced by a
-generator (`iter_frames`), so a long clip is never held whole at full resolution; call it again for a second pass.
+Reading goes through PyAV (FFmpeg libraries bundled in its wheel), so no system ffmpeg is needed. Frames come from a
+generator (`iter_frames`), so a long clip is never held whole at full resolution; call it again for another pass.
 
-Timing model: every decoded frame is placed on a constant-rate grid of slots (slot = round((t - t0) * fps)). A slot without
-a frame repeats the previous one, a slot hit twice keeps the first: this turns variable frame rate into constant, and the
-number of frames is whatever decodes (the container's frame-count field is never used).
+Timing model: every decoded frame is placed on a constant-rate grid of slots (slot = round((t - t0) * fps)). A slot
+without a frame repeats the previous one, a slot hit twice keeps the first: this turns a variable frame rate into a
+constant one, and the number of frames is whatever decodes (the container's frame-count field is never used).
 """
 
 from __future__ import annotations
@@ -61,12 +61,13 @@ class VideoInfo:
     fps: Fraction  # constant output rate
     n_frames: int  # frames that actually decode (after trim/stride)
     rotation: int  # degrees counter-clockwise applied to the stored pixels
-    start: float  # seconds from the start of the file of the first delivered frame
+    start: float  # seconds from the clip's first frame to the first delivered frame (the trim start on the fps grid)
     has_audio: bool
     source_width: int
     source_height: int
     source_fps: Fraction
     variable_frame_rate: bool
+    t0: float = 0.0  # container time (s) of the clip's first frame; audio is cut on that clock
 
     @property
     def duration(self) -> float:
@@ -88,7 +89,7 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
         raise CorruptVideo(f"'{Path(path).name}' is empty (0 bytes).")
     try:
         container = av.open(path, mode="r")
-    except (av.error.InvalidDataError, av.error.EOFError, av.error.FFmpegError, av.error.PermissionError, OSError) as exc:
+    except (av.error.FFmpegError, OSError) as exc:  # InvalidData, EOF, permission, ...
         if path.lower().endswith(VIDEO_EXTENSIONS):
             raise CorruptVideo(
                 f"'{Path(path).name}' could not be opened as a video; the file looks damaged or truncated ({exc})."
@@ -127,11 +128,12 @@ def _stream_fps(stream: av.video.stream.VideoStream) -> tuple[Fraction, bool]:
     return fps, vfr
 
 
-def _slots(path: str | os.PathLike, decode_pixels: bool, irregular: list[int] | None = None
-           ) -> Iterator[tuple[int, "av.VideoFrame | None", int]]:
+def _slots(path: str | os.PathLike, decode_pixels: bool, irregular: list[int] | None = None,
+           meta: dict | None = None) -> Iterator[tuple[int, av.VideoFrame | None, int]]:
     """Yields (slot index, frame, rotation) on the constant-rate grid, before trim/stride. Raises CorruptVideo.
 
-    `irregular`, if given, gets one entry per repeated or dropped slot (evidence of a variable frame rate).
+    `irregular`, if given, gets one entry per repeated or dropped slot (evidence of a variable frame rate);
+    `meta`, if given, gets "t0": the container time of slot 0 in seconds (audio is cut on the same clock).
     """
     container = _open(path)
     try:
@@ -148,6 +150,8 @@ def _slots(path: str | os.PathLike, decode_pixels: bool, irregular: list[int] | 
                     t = (t0 or 0.0) + next_slot / float(fps)
                 if t0 is None:
                     t0 = t
+                    if meta is not None:
+                        meta["t0"] = t0
                 slot = int(round((t - t0) * float(fps)))
                 if slot < next_slot:  # two frames in one slot (VFR burst): keep the first
                     if irregular is not None:
@@ -164,7 +168,8 @@ def _slots(path: str | os.PathLike, decode_pixels: bool, irregular: list[int] | 
                 next_slot = slot + 1
         except (av.error.InvalidDataError, av.error.EOFError, av.error.FFmpegError) as exc:
             if next_slot == 0:
-                raise CorruptVideo(f"'{Path(str(path)).name}' could not be decoded; the file looks damaged ({exc}).") from None
+                name = Path(str(path)).name
+                raise CorruptVideo(f"'{name}' could not be decoded; the file looks damaged ({exc}).") from None
             # A damaged tail is common in real uploads: keep what decoded, say so.
             logger.warning("%s: decoding stopped after %d frames (%s)", path, next_slot, exc)
     finally:
@@ -199,11 +204,12 @@ def _to_rgb(frame: "av.VideoFrame", rotation: int, size: tuple[int, int] | None)
     return rgb
 
 
-def probe(path: str | os.PathLike, options: ReadOptions = ReadOptions(), limits: VideoLimits | None = VideoLimits()) -> VideoInfo:
+def probe(path: str | os.PathLike, options: ReadOptions = ReadOptions(),
+          limits: VideoLimits | None = VideoLimits()) -> VideoInfo:
     """Counts the frames that decode (cheaply, no colour conversion) and checks the limits.
 
-    Raises NotAVideo, CorruptVideo, EmptyVideo, VideoTooLong (frames or seconds) or VideoTooLarge (resolution), each with
-    a message saying what to change (trim by start/end, a frame stride, or a downscale).
+    Raises NotAVideo, CorruptVideo, EmptyVideo, VideoTooLong (frames or seconds) or VideoTooLarge (resolution), each
+    with a message saying what to change (trim by start/end, a frame stride, or a downscale).
     """
     container = _open(path)
     try:
@@ -228,7 +234,8 @@ def probe(path: str | os.PathLike, options: ReadOptions = ReadOptions(), limits:
     last_slot = -1
     container_rot = None
     irregular: list[int] = []
-    for slot, _, _ in _slots(path, decode_pixels=False, irregular=irregular):
+    meta: dict = {}
+    for slot, _, _ in _slots(path, decode_pixels=False, irregular=irregular, meta=meta):
         last_slot = slot
         if slot < first or (stop is not None and slot >= stop) or (slot - first) % options.stride:
             if stop is not None and slot >= stop:
@@ -253,7 +260,7 @@ def probe(path: str | os.PathLike, options: ReadOptions = ReadOptions(), limits:
     info = VideoInfo(
         path=str(path), width=out_w, height=out_h, fps=out_fps, n_frames=n, rotation=rotation,
         start=first / float(fps), has_audio=has_audio, source_width=src_w, source_height=src_h, source_fps=fps,
-        variable_frame_rate=vfr or bool(irregular),
+        variable_frame_rate=vfr or bool(irregular), t0=float(meta.get("t0", 0.0)),
     )
     if limits is not None:
         _check_limits(info, limits, hard_cap, name)
@@ -263,7 +270,8 @@ def probe(path: str | os.PathLike, options: ReadOptions = ReadOptions(), limits:
 def _check_limits(info: VideoInfo, limits: VideoLimits, hard_cap: int | None, name: str) -> None:
     hint = "Trim it (start/end time) or read every n-th frame (stride)"
     if limits.max_frames is not None and info.n_frames > limits.max_frames:
-        raise VideoTooLong(f"'{name}' has more than {limits.max_frames} frames at {float(info.fps):.3f} fps (the limit). {hint}.")
+        raise VideoTooLong(f"'{name}' has more than {limits.max_frames} frames at {float(info.fps):.3f} fps "
+                           f"(the limit). {hint}.")
     if limits.max_seconds is not None and hard_cap is not None and info.n_frames > hard_cap:
         raise VideoTooLong(f"'{name}' is longer than {limits.max_seconds:g} s (the limit). {hint}.")
     if limits.max_side is not None and max(info.width, info.height) > limits.max_side:
@@ -306,9 +314,9 @@ def iter_frames(path: str | os.PathLike, options: ReadOptions = ReadOptions()) -
 def read_video(
     path: str | os.PathLike, options: ReadOptions = ReadOptions(), limits: VideoLimits | None = VideoLimits()
 ) -> tuple[np.ndarray, VideoInfo]:
-    """Whole clip in memory: frames [T,H,W,3] uint8 RGB and its info. For short clips; use `iter_frames` for long ones."""
+    """Whole clip in memory: frames [T,H,W,3] uint8 RGB and its info. For short clips; `iter_frames` streams."""
     info = probe(path, options, limits)
-    frames = np.stack(list(iter_frames(path, options))) if info.n_frames else np.zeros((0, info.height, info.width, 3), np.uint8)
+    frames = np.stack(list(iter_frames(path, options)))
     if len(frames) != info.n_frames:  # cannot happen unless the file changed between the passes
         raise CorruptVideo(f"'{Path(str(path)).name}' decoded to {len(frames)} frames, expected {info.n_frames}.")
     return frames, info
@@ -328,7 +336,9 @@ class AudioSource:
     @staticmethod
     def from_info(info: VideoInfo) -> AudioSource | None:
         """The audio matching exactly the frames `iter_frames(info.path, options)` delivered."""
-        return AudioSource(info.path, info.start, info.end) if info.has_audio else None
+        if not info.has_audio:
+            return None
+        return AudioSource(info.path, info.t0 + info.start, info.t0 + info.end)
 
 
 def _even(n: int) -> int:
@@ -438,7 +448,7 @@ def _mux_audio(out: av.container.OutputContainer, a_out: "av.audio.stream.AudioS
                video_duration: float) -> None:
     """Re-encodes [start, start + video_duration) of the source's audio to AAC, starting at t=0 of the output.
 
-    Re-encoding (rather than copying packets) lets the cut land on the exact sample, so audio stays in sync after a trim.
+    Re-encoding (rather than copying packets) lets the cut land on the exact sample: audio stays in sync after a trim.
     """
     src = av.open(source.path)
     try:
@@ -499,10 +509,29 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: Frac
     return Path(path)
 
 
+def splice_frames(originals: Iterable[np.ndarray], edited: Iterable[np.ndarray], start: int) -> Iterator[np.ndarray]:
+    """The whole clip with frames [start, start + len(edited)) replaced by `edited` (both streamed).
+
+    Write the result with `AudioSource(info.path)` (whole clip) so the untouched audio stays in sync when only a
+    sub-range of frames was edited.
+    """
+    edited_iter = iter(edited)
+    for i, frame in enumerate(originals):
+        if i >= start:
+            replacement = next(edited_iter, None)
+            if replacement is not None:
+                if replacement.shape != frame.shape:
+                    raise ValueError(f"edited frame {i} has shape {replacement.shape}, the clip {frame.shape}")
+                yield replacement
+                continue
+        yield frame
+
+
 # ----------------------------------------------------------------------------------------------------- side by side
 
 
-def side_by_side(frames: Sequence[np.ndarray], labels: Sequence[str] | None = None, height: int | None = None) -> np.ndarray:
+def side_by_side(frames: Sequence[np.ndarray], labels: Sequence[str] | None = None,
+                 height: int | None = None) -> np.ndarray:
     """Panels [H,W,3] uint8 next to each other (resized to a common height), each labelled at its top-left corner."""
     if not frames:
         raise ValueError("side_by_side needs at least one frame")
@@ -534,5 +563,5 @@ def write_side_by_side(path: str | os.PathLike, streams: Sequence[Iterable[np.nd
 
 __all__ = [
     "VIDEO_EXTENSIONS", "AudioSource", "ReadOptions", "VideoInfo", "VideoLimits", "VideoWriter", "iter_frames", "probe",
-    "read_video", "side_by_side", "write_side_by_side", "write_video",
+    "read_video", "side_by_side", "splice_frames", "write_side_by_side", "write_video",
 ]

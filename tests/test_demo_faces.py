@@ -145,3 +145,78 @@ def test_mediapipe_finds_the_rendered_faces() -> None:
         errors.append(np.abs(faces[0].points - landmarks_for(a, size)).max() / size)
     detector.close()
     assert max(errors) < 0.05  # ground truth and detection agree to a few pixels
+
+
+# ----------------------------------------------------------------------------- training helpers (no training runs)
+
+def test_gaussian_fit_and_direction_fit_recover_planted_structure() -> None:
+    from tcve.demo.train_directions import fit_normal, orthogonalise
+    from tcve.demo.train_generator import fit_gaussian
+
+    rng = np.random.default_rng(0)
+    d = 16
+    mix = rng.normal(size=(d, d)) / np.sqrt(d)
+    codes = rng.normal(size=(4000, d)) @ mix.T + 3.0
+    mu, sqrt_cov = fit_gaussian(torch.from_numpy(codes).float(), shrink=0.0)
+    cov = mix @ mix.T
+    assert np.abs(mu.numpy() - 3.0).max() < 0.1
+    assert np.abs((sqrt_cov @ sqrt_cov).numpy() - cov).max() < 0.1 * np.abs(cov).max()
+    planted = rng.normal(size=d)
+    planted /= np.linalg.norm(planted)
+    target = codes @ planted + 0.05 * rng.normal(size=len(codes))
+    normal = fit_normal(codes, target, ridge=1e-4)
+    assert abs(normal @ planted) > 0.99 and abs(np.linalg.norm(normal) - 1) < 1e-9
+    other = rng.normal(size=d)
+    ortho = orthogonalise(normal, [other])
+    assert abs(ortho @ other) < 1e-9 and abs(np.linalg.norm(ortho) - 1) < 1e-9
+
+
+def test_demo_generator_architecture_fits_the_pack() -> None:
+    from tcve.demo.train_generator import DEMO_STYLE_DIM, build_demo_generator
+
+    g = build_demo_generator()
+    n_bytes = sum(p.numel() for p in g.state_dict().values()) * 4
+    assert n_bytes < 5_000_000
+    assert (g.size, g.style_dim, g.n_latent) == (64, DEMO_STYLE_DIM, 10)
+    with torch.no_grad():
+        image = g(torch.randn(2, DEMO_STYLE_DIM), input_is="z", noise_mode="none")
+    assert image.shape == (2, 3, 64, 64)
+
+
+def test_ink_sketch_is_lines_on_paper() -> None:
+    from tcve.demo.train_style import PAPER, ink_sketch
+
+    frame = render_face(FaceAttributes(eyeglasses=True), 128)
+    sketch = ink_sketch(frame)
+    assert sketch.shape == frame.shape and sketch.dtype == np.uint8
+    gray = sketch.astype(np.float32).mean(-1)
+    assert np.abs(sketch[2, 2].astype(np.float32) - PAPER).max() < 40  # the backdrop turns to paper
+    assert (gray < 90).mean() > 0.01  # ink lines exist ...
+    assert (gray < 90).mean() < 0.2  # ... but the page is mostly paper
+    hue_spread = np.abs(sketch.astype(np.float32) - sketch.astype(np.float32).mean(-1, keepdims=True)).mean()
+    assert hue_spread < 10  # monochrome
+
+
+def test_closed_form_mapping_is_exact_and_the_w_shift_changes_no_image() -> None:
+    from tcve.demo.train_generator import build_demo_generator, set_mapping
+
+    g = build_demo_generator().eval()
+    d = g.style_dim
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(2, d, generator=gen)
+    with torch.no_grad():
+        before = g(w, input_is="w", noise_mode="none")
+    mix = torch.randn(d, d, generator=gen) / d ** 0.5
+    sqrt_cov = (mix @ mix.T + 0.1 * torch.eye(d))
+    eigval, eigvec = torch.linalg.eigh(sqrt_cov)
+    sqrt_cov = (eigvec * eigval.sqrt()) @ eigvec.T  # symmetric square root of an SPD matrix
+    mu = torch.randn(d, generator=gen)
+    shift = set_mapping(g, mu, sqrt_cov)
+    with torch.no_grad():
+        after = g(w + shift, input_is="w", noise_mode="none")
+        z = torch.randn(512, d, generator=gen)
+        zn = z * torch.rsqrt(z.square().mean(1, keepdim=True) + 1e-8)
+        mapped = g.mapping(z)
+    assert (after - before).abs().max() < 1e-4  # same images in the shifted W space
+    assert (mapped - (mu + shift + zn @ sqrt_cov.T)).abs().max() < 1e-3 * mapped.abs().max()
+    assert torch.allclose(g.latent_avg, mu + shift)

@@ -20,20 +20,24 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def test_full_size_e4e_layout_matches_upstream() -> None:
     # The 1024 px e4e (18 W+ rows, 267M parameters) is built on the meta device: layout and shapes, no memory.
+    # Every key and shape equals the original Encoder4Editing's, so e4e_ffhq_encode.pt loads strictly.
     ref = json.loads((FIXTURES / "encoder_e4e_1024_keys.json").read_text())
     with torch.device("meta"):
         enc = StyleEncoder(n_styles=18, input_nc=3, fpn=True, progressive=True)
-        w_plus = enc(torch.empty(1, 3, 256, 256))
     assert {k: list(v.shape) for k, v in enc.state_dict().items()} == ref["state_dict_shapes"]
     assert sum(p.numel() for p in enc.parameters()) == ref["n_params"] == 267_136_704
-    assert tuple(w_plus.shape) == (1, 18, 512) and ref["style_count"] == 18
+    assert enc.n_styles == ref["style_count"] == 18
+    # heads: rows 0-2 on the 16x16 map (4 stride-2 convs), 3-6 on 32x32 (5), 7-17 on 64x64 (6)
+    n_convs = [len([k for k in ref["state_dict_shapes"] if k.startswith(f"styles.{i}.convs.") and k.endswith("weight")])
+               for i in range(18)]
+    assert n_convs == [4] * 3 + [5] * 4 + [6] * 11
 
 
 @pytest.fixture(scope="module")
 def small_psp_state() -> dict:
-    """A real (random-init) pSp GradualStyleEncoder with 2 rows, in the official file layout."""
+    """A real (random-init) pSp GradualStyleEncoder with 1 row, in the official file layout."""
     torch.manual_seed(0)
-    enc = StyleEncoder(n_styles=2, input_nc=3, fpn=True, progressive=False).eval()
+    enc = StyleEncoder(n_styles=1, input_nc=3, fpn=True, progressive=False).eval()
     with torch.no_grad():
         for m in enc.modules():  # non-trivial BN statistics so eval-mode BN matters
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -43,7 +47,7 @@ def small_psp_state() -> dict:
     sd["decoder.input.input"] = torch.zeros(1, 512, 4, 4)
     return {"state_dict": sd, "opts": {"encoder_type": "GradualStyleEncoder", "start_from_latent_avg": True,
                                        "output_size": 1024, "input_nc": 3},
-            "latent_avg": torch.randn(2, 512), "_module": enc}
+            "latent_avg": torch.randn(1, 512), "_module": enc}
 
 
 def _file(state: dict, **changes) -> dict:
@@ -52,12 +56,11 @@ def _file(state: dict, **changes) -> dict:
     return out
 
 
-def test_latent_avg_and_resize(tmp_path: Path, small_psp_state: dict) -> None:
+def test_latent_avg_and_resize(small_psp_state: dict) -> None:
+    # (files on disk are covered by the parity tests; the loaded dict is the same object torch.load returns)
     ref_enc = small_psp_state["_module"]
-    path = tmp_path / "psp.pt"
-    torch.save(_file(small_psp_state, opts=argparse.Namespace(**small_psp_state["opts"])), path)
-    enc = load_encoder(path)
-    assert isinstance(enc, PSPEncoder) and not enc.training and enc.n_latent == 2
+    enc = load_encoder(_file(small_psp_state, opts=argparse.Namespace(**small_psp_state["opts"])))
+    assert isinstance(enc, PSPEncoder) and not enc.training and enc.n_latent == 1
     assert enc.input_size == 256 and enc.encoder.input_layer[0].weight.dtype == torch.float32
     enc.input_size = 32  # small inputs keep this CPU test fast; the resize path is the same
     x = torch.rand(2, 3, 48, 48) * 2 - 1
@@ -74,7 +77,7 @@ def test_latent_avg_and_resize(tmp_path: Path, small_psp_state: dict) -> None:
         raw.input_size = 32
         torch.testing.assert_close(raw(x), codes, rtol=1e-6, atol=1e-6)
         flat = load_encoder(_file(small_psp_state, latent_avg=small_psp_state["latent_avg"][0]))
-        assert torch.equal(flat.latent_avg, small_psp_state["latent_avg"][0].expand(2, 512))
+        assert flat.latent_avg.shape == (1, 512) and torch.equal(flat.latent_avg[0], small_psp_state["latent_avg"][0])
     # resize_image: antialiased bilinear to size x size, identity at that size
     y = resize_image(x, 32)
     assert y.shape == (2, 3, 32, 32) and resize_image(y, 32) is y
@@ -87,12 +90,14 @@ def test_format_errors(tmp_path: Path, small_psp_state: dict) -> None:
         "state_dict": {"g_ema": {"conv1.conv.weight": torch.zeros(1)}},  # a generator file
         "no 'encoder": {"state_dict": {"mapper.course_mapping.mapping.1.weight": torch.zeros(512, 512)}, "opts": {}},
         "not supported": _file(small_psp_state, opts={"encoder_type": "ResNetBackboneEncoder"}),
-        "does not match": _file(small_psp_state, opts={"encoder_type": "Encoder4Editing"}.copy()
-                                | {"encoder_type": "BackboneEncoder"}),
+        "does not match": _file(small_psp_state, opts={"encoder_type": "BackboneEncoder"}),
         "cannot tell": _file(small_psp_state, opts={}),
         "Unknown encoder_type": _file(small_psp_state, opts={"encoder_type": "Foo"}),
         "latent_avg": _file(small_psp_state, latent_avg=None),
-        "do not match a": _file(small_psp_state, state_dict={**sd, "encoder.latlayer1.weight": torch.zeros(512, 3, 1, 1)}),
+        "missing": _file(small_psp_state,
+                         state_dict={k: v for k, v in sd.items() if k != "encoder.styles.0.linear.bias"}),
+        "do not match a": _file(small_psp_state,
+                                state_dict={**sd, "encoder.latlayer1.weight": torch.zeros(512, 3, 1, 1)}),
         "ReStyle file without 'decoder": _file(small_psp_state, state_dict={
             **{k: v for k, v in sd.items() if not k.startswith("decoder.")},
             "encoder.input_layer.0.weight": torch.zeros(64, 6, 3, 3)}),
@@ -108,3 +113,38 @@ def test_format_errors(tmp_path: Path, small_psp_state: dict) -> None:
     torch.save(torch.zeros(3), tensor_file)
     with pytest.raises(CheckpointFormatError, match="Not a pSp/e4e/ReStyle"):
         load_encoder(tensor_file)
+
+
+@pytest.mark.parametrize("stages,store_stages", [
+    (((16, 16, 1), (16, 24, 2), (24, 32, 1), (32, 40, 1)), False),  # depth changes at every stage: inferred
+    (((32, 32, 1), (32, 48, 1), (48, 64, 1), (64, 64, 1)), True),  # ambiguous (64 -> 64): from opts['stages']
+])
+def test_small_configuration_roundtrip(stages: tuple, store_stages: bool) -> None:
+    torch.manual_seed(1)
+    enc = StyleEncoder(n_styles=8, input_nc=3, fpn=True, progressive=True, stages=stages, style_dim=24).eval()
+    assert enc._taps == tuple(sum(n for _, _, n in stages[:k]) - 1 for k in (2, 3, 4))
+    opts = {"encoder_type": "Encoder4Editing", "start_from_latent_avg": True, "input_size": 32}
+    if store_stages:
+        opts["stages"] = [list(st) for st in stages]
+    latent_avg = torch.randn(24)
+    obj = {"state_dict": {f"encoder.{k}": v for k, v in enc.state_dict().items()}, "opts": opts,
+           "latent_avg": latent_avg}
+    loaded = load_encoder(obj)
+    assert loaded.input_size == 32 and loaded.encoder.stages == stages
+    x = torch.rand(2, 3, 40, 40) * 2 - 1
+    with torch.no_grad():
+        codes = enc(resize_image(x, 32))
+        w_plus = loaded(x)
+    assert w_plus.shape == (2, 8, 24)
+    torch.testing.assert_close(w_plus, codes + latent_avg, rtol=1e-6, atol=1e-6)
+    # e4e: rows 1.. are row 0 plus an offset predicted by their own heads
+    with torch.no_grad():
+        for head in enc.styles[1:]:
+            head.linear.weight.zero_()
+            head.linear.bias.zero_()
+        flat = enc(resize_image(x, 32))
+    assert torch.equal(flat, flat[:, :1].expand_as(flat))
+    if store_stages:
+        del opts["stages"]
+        with pytest.raises(CheckpointFormatError, match="stages"):
+            load_encoder(obj)

@@ -59,13 +59,22 @@ def synthetic_clip(t: int = 2, size: int = 32) -> torch.Tensor:
     return torch.stack(frames)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # two intra-op threads on a shared 2-core machine run these small convolutions ~6x slower than one
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def lpips():
     return SpatialLPIPS(backbone="random")
 
 
 def _locality_drift(g0: nn.Module, g1: nn.Module, center: torch.Tensor, n: int = 8) -> float:
-    """MSE between the two generators at n codes alpha=30 away from ``center`` (fresh samples, not the training ones)."""
+    """MSE between two generators at n codes alpha=30 away from ``center`` (fresh samples, not the trained ones)."""
     gen = torch.Generator().manual_seed(1234)
     with torch.no_grad():
         ws = g0.mapping(torch.randn(n, STYLE_DIM, generator=gen), truncation=0.5)[:, None].expand(-1, g0.n_latent, -1)
@@ -95,7 +104,8 @@ def pti_runs(lpips):
 def test_pti_defaults_are_the_official_ones():
     c = PTIConfig()
     assert (c.steps, c.lr, c.batch_size, c.l2_weight, c.lpips_weight) == (200, 3e-4, 1, 1.0, 1.0)
-    assert (c.use_locality_regularization, c.locality_interval, c.locality_alpha, c.locality_psi) == (True, 1, 30.0, 0.5)
+    assert (c.use_locality_regularization, c.locality_interval) == (True, 1)
+    assert (c.locality_alpha, c.locality_psi) == (30.0, 0.5)
     assert (c.locality_l2_weight, c.locality_lpips_weight, c.locality_samples) == (0.1, 0.1, 1)
     assert (c.locality_noise_mode, c.noise_mode) == ("none", "const")
     assert InversionConfig().encoder.encoder == "e4e-ffhq" and InversionConfig().pti is not None

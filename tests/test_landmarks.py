@@ -90,7 +90,7 @@ def test_mediapipe_finds_the_astronaut_eyes_and_mouth(mediapipe):
     faces = mediapipe(img)
     assert len(faces) == 1
     p = faces[0].points
-    # expected positions read off the 512x512 photo (eyes ~ (204,102) and (247,104); mouth corners ~ (201,139), (245,142))
+    # positions read off the 512x512 photo: eyes ~ (204,102), (247,104); mouth corners ~ (201,139), (245,142)
     np.testing.assert_allclose(p, [[204, 102], [247, 104], [201, 139], [245, 142]], atol=4)
     assert p[0, 0] < p[1, 0] and p[2, 0] < p[3, 0]  # image-left before image-right, like iBUG
     assert mediapipe(np.full((256, 256, 3), 127, np.uint8)) == []
@@ -114,3 +114,13 @@ def test_auto_backend_is_mediapipe_without_cuda():
     det = load_detector("auto")
     assert isinstance(det, MediaPipeDetector)
     det.close()
+
+
+def test_mediapipe_finds_a_small_face_in_a_wide_frame(mediapipe):
+    # a 720p frame with a ~110 px face: FaceMesh's selfie detector alone misses it; the full-range fallback finds it
+    canvas = np.full((720, 1280, 3), 128, np.uint8)
+    canvas[100:612, 384:896] = data.astronaut()
+    faces = mediapipe(canvas)
+    assert len(faces) == 1
+    expected = np.array([[204, 102], [247, 104], [201, 139], [245, 142]]) + [384, 100]
+    np.testing.assert_allclose(faces[0].points, expected, atol=4)

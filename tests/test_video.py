@@ -15,7 +15,7 @@ import pytest
 
 from tcve.errors import CorruptVideo, EmptyVideo, NotAVideo, VideoTooLarge, VideoTooLong
 from tcve.video import (AudioSource, ReadOptions, VideoLimits, VideoWriter, iter_frames, probe, read_video,
-                        side_by_side, write_side_by_side, write_video)
+                        side_by_side, splice_frames, write_side_by_side, write_video)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.mp4"
 RATE = 16000
@@ -149,6 +149,27 @@ def test_trim_and_stride_keep_audio_in_sync(tmp_path):
     assert before > 0.1  # audio present right up to the switch: no silent gap or offset
 
 
+def test_sub_range_edit_keeps_the_whole_audio_in_sync(tmp_path):
+    src = _make_clip(tmp_path / "tone.mp4", _level_frames(50), fps=25, switch_at=1.2)
+    info = probe(src)
+    part = ReadOptions(start=0.8, end=1.6)  # the user edits frames 20..39 only
+    edited = [255 - f for f in iter_frames(src, part)]
+    out = write_video(tmp_path / "spliced.mp4", splice_frames(iter_frames(src), edited, 20), info.fps,
+                      audio=AudioSource(str(src)))
+    back, info2 = read_video(out)
+    assert info2.n_frames == 50 and info2.fps == 25
+    means = back.reshape(50, -1).mean(1)
+    source = np.stack(list(iter_frames(src))).reshape(50, -1).mean(1)
+    expected = np.concatenate([source[:20], 255 - source[20:40], source[40:]])
+    assert np.abs(means - expected).max() < 3.0  # edited range inverted, the rest untouched (up to re-encoding)
+    assert np.abs(means[20:40] - source[20:40]).min() > 5
+    meta = _metadata(out)
+    assert meta["audio_s"] == pytest.approx(2.0, abs=0.03)
+    audio, rate = _audio(out)
+    assert _dominant_hz(audio[int(1.0 * rate):int(1.18 * rate)], rate) == pytest.approx(440, abs=15)
+    assert _dominant_hz(audio[int(1.22 * rate):int(1.40 * rate)], rate) == pytest.approx(880, abs=15)
+
+
 def test_variable_frame_rate_is_resolved_to_constant(tmp_path):
     # 25 fps nominal, millisecond timestamps, frames 10-11 and 30 dropped (a stall), and 5 ms jitter elsewhere
     keep = [i for i in range(50) if i not in (10, 11, 30)]
@@ -272,3 +293,17 @@ def test_bad_inputs_raise_clear_errors_and_leave_nothing(tmp_path, clean_tmp):
         ["notes.txt", "still.png", "sound.wav", "good.mp4", "truncated.mp4", "garbage.mp4", "empty.mp4",
          "noframes.avi", "systmp"])
     assert os.listdir(clean_tmp) == []
+
+
+def test_video_starting_late_keeps_audio_on_the_same_clock(tmp_path):
+    # the first video frame is at 0.4 s of the container, the audio starts at 0 and switches tone at 1.2 s
+    src = _make_clip(tmp_path / "late.mp4", _level_frames(40), fps=25, pts=[i + 10 for i in range(40)],
+                     switch_at=1.2, seconds=2.0)
+    info = probe(src)
+    assert info.t0 == pytest.approx(0.4, abs=1e-3) and info.start == 0 and info.n_frames == 40
+    out = write_video(tmp_path / "out.mp4", iter_frames(src), info.fps, audio=AudioSource.from_info(info))
+    audio, rate = _audio(out)
+    assert len(audio) / rate == pytest.approx(1.6, abs=0.03)
+    # 1.2 s of the container is 0.8 s into the output
+    assert _dominant_hz(audio[int(0.60 * rate):int(0.78 * rate)], rate) == pytest.approx(440, abs=15)
+    assert _dominant_hz(audio[int(0.82 * rate):int(1.00 * rate)], rate) == pytest.approx(880, abs=15)

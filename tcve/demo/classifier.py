@@ -83,13 +83,22 @@ class AttributeClassifier(nn.Module):
         super().__init__()
         w = width
 
-        def block(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, 2, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                                 nn.Conv2d(cout, cout, 3, 1, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        def block(cin: int, cout: int, stride: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
+                                 nn.ReLU(inplace=True))
 
         self.width = width
-        self.features = nn.Sequential(block(3, w), block(w, 2 * w), block(2 * w, 3 * w), block(3 * w, 4 * w))  # 4x4
-        self.head = nn.Linear(4 * w * 4, sum(len(h.classes) for h in HEADS))
+        # a full-resolution stem: mouth corners and eyelids are only a pixel or two at 64 px
+        self.features = nn.Sequential(
+            block(3, w, 1),
+            nn.Sequential(block(w, w * 3 // 2, 2), block(w * 3 // 2, w * 3 // 2, 1)),  # 32 px
+            nn.Sequential(block(w * 3 // 2, 2 * w, 2), block(2 * w, 2 * w, 1)),  # 16 px
+            block(2 * w, 3 * w, 2),  # 8 px
+            block(3 * w, 4 * w, 2),  # 4 px
+        )
+        # the flattened 4x4 map keeps where things are (glasses high, mouth low)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 16, 128), nn.ReLU(inplace=True),
+                                  nn.Linear(128, sum(len(h.classes) for h in HEADS)))
         self.slices = []
         start = 0
         for h in HEADS:
@@ -102,10 +111,7 @@ class AttributeClassifier(nn.Module):
         if image.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
             image = F.interpolate(image, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", antialias=True,
                                   align_corners=False)
-        x = self.features(image)
-        # a 2x2 pooled map keeps coarse layout (glasses sit high, beards low) at few parameters
-        x = F.adaptive_avg_pool2d(x, 2).flatten(1)
-        return self.head(x)
+        return self.head(self.features(image))
 
     def split(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
         """logits [B, total] -> {head name: logits [B, n_classes]}."""

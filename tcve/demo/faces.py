@@ -194,6 +194,7 @@ def _eye_shape(a: FaceAttributes, side: int) -> tuple[np.ndarray, float, float, 
     cx, cy = 0.37 * side, -0.06
     hw = 0.19
     openness = (1.0 - a.blink) * (1.0 + 0.35 * max(a.brows, 0.0) - 0.15 * max(-a.brows, 0.0))
+    openness *= 1.0 - 0.15 * max(a.smile, 0.0)  # smiling eyes narrow (cheeks rise)
     openness *= 1.0 - 0.25 * a.age
     return np.array([cx, cy]), hw, 0.1 * openness, 0.055 * openness + 0.004, openness
 
@@ -212,8 +213,8 @@ def _mouth_curves(a: FaceAttributes, n: int = 21) -> dict[str, np.ndarray]:
     """Face-plane polylines of the mouth, each from the left corner to the right corner."""
     cy = 0.6
     open_ = a.mouth_open
-    hw = 0.28 + 0.1 * max(a.smile, 0.0) - 0.05 * open_ - 0.03 * max(-a.smile, 0.0)
-    corner = cy - 0.17 * a.smile
+    hw = 0.28 + 0.13 * max(a.smile, 0.0) - 0.05 * open_ - 0.03 * max(-a.smile, 0.0)
+    corner = cy - 0.2 * a.smile
     u = np.linspace(-hw, hw, n)
     bump = 1.0 - (u / hw) ** 2
 
@@ -221,7 +222,7 @@ def _mouth_curves(a: FaceAttributes, n: int = 21) -> dict[str, np.ndarray]:
         v = corner + (mid - corner) * bump - cupid * np.exp(-((np.abs(u) - 0.07) / 0.05) ** 2)
         return np.stack([u, v], 1)
 
-    gap = 0.32 * open_
+    gap = 0.32 * open_ + 0.035 * max(a.smile, 0.0)  # broad smiles part the lips a little
     return {
         "upper_outer": curve(cy - 0.075, cupid=0.02),
         "upper_inner": curve(cy - 0.005),
@@ -350,6 +351,18 @@ def render_face(attrs: FaceAttributes, size: int = 64, rng: np.random.Generator 
         cv.poly(_fringe(pose, a), col["hair"])
     else:
         cv.blend_poly(_fringe(pose, a, line=-0.66), col["hair"], 0.55)
+
+    # expression lines: smile folds from the nose to the mouth corners, a frown crease between angry brows
+    if a.smile > 0.2:
+        fold = col["skin"] * (1 - 0.18 * a.smile)
+        m = _mouth_curves(a)["upper_outer"]
+        for side, corner in ((-1, m[0]), (1, m[-1])):
+            cv.line(pose.project(np.array([[0.17 * side, 0.3], [corner[0] + 0.08 * side, corner[1] - 0.12],
+                                           [corner[0] + 0.06 * side, corner[1] + 0.03]])), fold, 0.9 * size / 128)
+    if a.brows < -0.3:
+        crease = col["skin"] * (1 - 0.35 * -a.brows)
+        for du in (-0.04, 0.04):
+            cv.line(pose.project(np.array([[du, -0.3], [du * 0.7, -0.16]])), crease, 0.8 * size / 128)
 
     # age lines
     if a.age > 0.35:

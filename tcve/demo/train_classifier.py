@@ -43,7 +43,7 @@ def augment(image: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     k = torch.tensor([1.0, 2.0, 1.0])
     k = (k[:, None] * k[None, :] / 16).expand(3, 1, 3, 3)
     blurred = F.conv2d(F.pad(image, (1, 1, 1, 1), mode="replicate"), k, groups=3)
-    mix = torch.rand(b, 1, 1, 1, generator=gen)
+    mix = 0.6 * torch.rand(b, 1, 1, 1, generator=gen)
     image = image + mix * (blurred - image)
     gain = 1 + 0.15 * (torch.rand(b, 1, 1, 1, generator=gen) - 0.5)
     bias = 0.1 * (torch.rand(b, 3, 1, 1, generator=gen) - 0.5)
@@ -63,7 +63,7 @@ def train(config: ClassifierTrainConfig) -> dict[str, float]:
     model = AttributeClassifier(width=config.width)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
     steps = config.epochs * (len(x) // config.batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=steps, pct_start=0.15)
     gen = torch.Generator().manual_seed(config.seed)
     timer = Timer(config.budget_s)
     step = 0

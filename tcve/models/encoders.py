@@ -17,8 +17,9 @@ The encoders see 256x256 inputs; other sizes are resized inside with antialiased
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -32,7 +33,6 @@ from .serialization import as_state, options_dict, strip_prefix
 logger = logging.getLogger(__name__)
 
 ENCODER_INPUT_SIZE = 256
-FPN_TAPS = (6, 20, 23)  # IR-SE50 body units giving the 64x64 (c1), 32x32 (c2) and 16x16 (c3) maps at 256 px input
 COARSE_END, MIDDLE_END = 3, 7  # FPN heads: rows 0-2 read c3, rows 3-6 read p2, rows 7+ read p1
 
 FPN_TYPES = ("GradualStyleEncoder", "Encoder4Editing")
@@ -53,26 +53,32 @@ def resize_image(image: torch.Tensor, size: int | None) -> torch.Tensor:
 class StyleEncoder(nn.Module):
     """IR-SE50 encoder body plus map2style heads; the network stored under ``encoder.*``.
 
-    ``forward(x [B,input_nc,H,W]) -> codes [B,n_styles,512]`` (without latent_avg). ``fpn`` selects the pSp/e4e
+    ``forward(x [B,input_nc,H,W]) -> codes [B,n_styles,style_dim]`` (without latent_avg). ``fpn`` selects the pSp/e4e
     feature pyramid (heads on c3/p2/p1, with ``latlayer1``/``latlayer2``) instead of all heads on the last map;
-    ``progressive`` makes rows 1.. offsets added to row 0 (e4e).
+    ``progressive`` makes rows 1.. offsets added to row 0 (e4e). ``stages`` / ``style_dim`` shrink the network for
+    tests and demos (defaults: IR-SE50, 512); the FPN taps are the ends of stages 2, 3 and 4 (units 6, 20, 23 in
+    IR-SE50, as upstream hard-codes).
     """
 
     def __init__(self, n_styles: int, input_nc: int = 3, fpn: bool = True, progressive: bool = False,
-                 num_layers: int = 50):
+                 num_layers: int = 50, stages: Sequence[tuple[int, int, int]] | None = None, style_dim: int = 512):
         super().__init__()
         self.n_styles, self.input_nc, self.fpn, self.progressive = n_styles, input_nc, fpn, progressive
-        backbone = IRSEBackbone(input_nc, num_layers)
+        self.style_dim = style_dim
+        backbone = IRSEBackbone(input_nc, num_layers, stages=tuple(stages) if stages is not None else None)
+        self.stages = backbone.stages
         # Attribute names as upstream (input_layer, body, styles, latlayer1/2), so state dicts load as they are.
         self.input_layer, self.body = backbone.input_layer, backbone.body
-        self._taps = FPN_TAPS if fpn else (len(self.body) - 1,)
-        if fpn and num_layers != 50:
-            raise ValueError("The FPN encoders tap fixed IR-SE50 units; num_layers must be 50.")
+        ends = list(itertools.accumulate(n for _, _, n in self.stages))
+        if fpn and len(self.stages) != 4:
+            raise ValueError(f"The FPN encoders need 4 IR-SE stages, got {len(self.stages)}")
+        self._taps = tuple(e - 1 for e in ends[1:4]) if fpn else (ends[-1] - 1,)
+        width = self.stages[-1][1]  # 512 in IR-SE50
         spatial = [16 if (not fpn or i < COARSE_END) else 32 if i < MIDDLE_END else 64 for i in range(n_styles)]
-        self.styles = nn.ModuleList(GradualStyleBlock(512, 512, s) for s in spatial)
+        self.styles = nn.ModuleList(GradualStyleBlock(width, style_dim, s) for s in spatial)
         if fpn:
-            self.latlayer1 = nn.Conv2d(256, 512, kernel_size=1, stride=1, padding=0)
-            self.latlayer2 = nn.Conv2d(128, 512, kernel_size=1, stride=1, padding=0)
+            self.latlayer1 = nn.Conv2d(self.stages[2][1], width, kernel_size=1, stride=1, padding=0)
+            self.latlayer2 = nn.Conv2d(self.stages[1][1], width, kernel_size=1, stride=1, padding=0)
 
     def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.input_layer(x)
@@ -116,7 +122,7 @@ class PSPEncoder(nn.Module):
         self.start_from_latent_avg = start_from_latent_avg
         self.input_size = input_size
         self.n_latent = encoder.n_styles
-        self.register_buffer("latent_avg", _latent_avg_rows(latent_avg, encoder.n_styles))
+        self.register_buffer("latent_avg", _latent_avg_rows(latent_avg, encoder.n_styles, encoder.style_dim))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         codes = self.encoder(resize_image(image, self.input_size))
@@ -141,7 +147,7 @@ class ReStyleEncoder(nn.Module):
         self.encoder_type = encoder_type
         self.input_size = input_size
         self.n_latent = encoder.n_styles
-        self.register_buffer("latent_avg", _latent_avg_rows(latent_avg, encoder.n_styles))
+        self.register_buffer("latent_avg", _latent_avg_rows(latent_avg, encoder.n_styles, encoder.style_dim))
 
     def face_pool(self, image: torch.Tensor) -> torch.Tensor:
         return F.adaptive_avg_pool2d(image, (self.input_size, self.input_size))
@@ -173,21 +179,43 @@ class ReStyleEncoder(nn.Module):
         return self.iterate(image, n_iters)[-1]
 
 
-def _latent_avg_rows(latent_avg: torch.Tensor | None, n_styles: int) -> torch.Tensor:
-    """latent_avg as [n_styles, 512] (files store [512] or the already repeated [n_styles, 512])."""
+def _latent_avg_rows(latent_avg: torch.Tensor | None, n_styles: int, style_dim: int = 512) -> torch.Tensor:
+    """latent_avg as [n_styles, style_dim] (files store [style_dim] or the already repeated [n_styles, style_dim])."""
     if latent_avg is None:
-        return torch.zeros(n_styles, 512)
+        return torch.zeros(n_styles, style_dim)
     la = torch.as_tensor(latent_avg).float()
     if la.ndim == 1:
         la = la.unsqueeze(0)
-    if la.ndim != 2 or la.shape[-1] != 512 or la.shape[0] not in (1, n_styles):
+    if la.ndim != 2 or la.shape[-1] != style_dim or la.shape[0] not in (1, n_styles):
         raise CheckpointFormatError(
-            f"'latent_avg' has shape {tuple(la.shape)}; expected [512] or [{n_styles}, 512].")
-    return la.expand(n_styles, 512).clone()
+            f"'latent_avg' has shape {tuple(la.shape)}; expected [{style_dim}] or [{n_styles}, {style_dim}].")
+    return la.expand(n_styles, style_dim).clone()
 
 
-def _encoder_config(esd: Mapping[str, torch.Tensor], opts: Mapping[str, Any]) -> tuple[str, int, int, int]:
-    """(encoder_type, n_styles, input_nc, num_layers) from opts and the encoder state-dict shapes."""
+def _infer_stages(esd: Mapping[str, torch.Tensor], opts: Mapping[str, Any]) -> tuple[tuple[int, int, int], ...]:
+    """IR-SE stages (in_channel, depth, units): opts['stages'] if stored, else the IR-SE table entry matching the
+    body's unit shapes, else grouped by depth changes (needs a depth change at every stage start)."""
+    n_units = len({k.split(".")[1] for k in esd if k.startswith("body.")})
+    shapes = [tuple(esd[f"body.{i}.res_layer.1.weight"].shape[:2]) for i in range(n_units)]  # (depth, in)
+    if opts.get("stages"):
+        return tuple(tuple(int(v) for v in st) for st in opts["stages"])
+    for stages in IRSE_STAGES.values():
+        expected = [(d, i if u == 0 else d) for i, d, n in stages for u in range(n)]
+        if expected == shapes:
+            return stages
+    groups: list[list[int]] = []
+    for depth, in_channel in shapes:
+        if not groups or depth != groups[-1][1]:
+            groups.append([in_channel, depth, 0])
+        groups[-1][2] += 1
+    if len(groups) != 4:
+        raise CheckpointFormatError(
+            f"Cannot tell the IR-SE stages of this {n_units}-unit encoder body; store them as opts['stages'].")
+    return tuple((i, d, n) for i, d, n in groups)
+
+
+def _encoder_config(esd: Mapping[str, torch.Tensor], opts: Mapping[str, Any]) -> tuple[str, int, int]:
+    """(encoder_type, n_styles, input_nc) from opts and the encoder state-dict shapes."""
     if "input_layer.0.weight" not in esd or "styles.0.linear.weight" not in esd:
         raise CheckpointFormatError(
             "Not an IR-SE encoder checkpoint: no 'encoder.input_layer.0.weight' / 'encoder.styles.0.*' weights "
@@ -209,11 +237,7 @@ def _encoder_config(esd: Mapping[str, torch.Tensor], opts: Mapping[str, Any]) ->
                                     f"({'with' if has_fpn else 'without'} FPN lateral layers).")
     n_styles = len({k.split(".")[1] for k in esd if k.startswith("styles.")})
     input_nc = int(esd["input_layer.0.weight"].shape[1])
-    n_units = len({k.split(".")[1] for k in esd if k.startswith("body.")})
-    by_units = {sum(n for _, _, n in stages): layers for layers, stages in IRSE_STAGES.items()}
-    if n_units not in by_units:
-        raise CheckpointFormatError(f"Unexpected IR-SE depth: {n_units} body units.")
-    return encoder_type, n_styles, input_nc, by_units[n_units]
+    return encoder_type, n_styles, input_nc
 
 
 def load_encoder(path_or_state: Any) -> nn.Module:
@@ -233,24 +257,41 @@ def load_encoder(path_or_state: Any) -> nn.Module:
     if not esd:
         raise CheckpointFormatError("The checkpoint's state_dict has no 'encoder.*' weights (is it a generator "
                                     "or a StyleCLIP mapper file?).")
-    encoder_type, n_styles, input_nc, num_layers = _encoder_config(esd, opts)
-    # Built on the meta device and filled by assignment: skips initialising ~100-250M parameters only to overwrite them.
-    with torch.device("meta"):
-        encoder = StyleEncoder(n_styles, input_nc, fpn=encoder_type in FPN_TYPES,
-                               progressive=encoder_type in PROGRESSIVE_TYPES, num_layers=num_layers)
+    encoder_type, n_styles, input_nc = _encoder_config(esd, opts)
     try:
-        encoder.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in esd.items()}, strict=True,
-                                assign=True)
-    except RuntimeError as exc:
+        stages = _infer_stages(esd, opts)
+    except KeyError as exc:
+        raise CheckpointFormatError(f"Incomplete IR-SE encoder body: missing {exc.args[0]!r}.") from exc
+    style_dim = int(esd["styles.0.linear.weight"].shape[0])
+    input_size = int(opts.get("input_size", ENCODER_INPUT_SIZE))
+    # Built on the meta device and filled by assignment: skips initialising ~100-250M parameters only to overwrite them.
+    try:
+        with torch.device("meta"):
+            encoder = StyleEncoder(n_styles, input_nc, fpn=encoder_type in FPN_TYPES,
+                                   progressive=encoder_type in PROGRESSIVE_TYPES, stages=stages, style_dim=style_dim)
+    except ValueError as exc:
+        raise CheckpointFormatError(f"Unsupported encoder layout: {exc}") from exc
+    try:
+        result = encoder.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in esd.items()},
+                                         strict=False, assign=True)
+    except RuntimeError as exc:  # shape mismatches
         raise CheckpointFormatError(f"Encoder weights do not match a {encoder_type} with {n_styles} styles and "
                                     f"{input_nc} input channels: {str(exc).splitlines()[0]}") from exc
+    # e4e/pSp load their encoder strictly upstream; ReStyle uses strict=False, so extra keys are only logged there.
+    if result.missing_keys or (result.unexpected_keys and input_nc != 6):
+        raise CheckpointFormatError(
+            f"Encoder weights do not match a {encoder_type} with {n_styles} styles and {input_nc} input channels: "
+            f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}.")
+    if result.unexpected_keys:
+        logger.warning("Ignoring %d unexpected encoder keys (e.g. %s)", len(result.unexpected_keys),
+                       result.unexpected_keys[:3])
     latent_avg = obj.get("latent_avg")
     if input_nc == 3:
         start = bool(opts.get("start_from_latent_avg", False))
         if start and latent_avg is None:
             raise CheckpointFormatError("The encoder was trained with start_from_latent_avg but the file has no "
                                         "'latent_avg'.")
-        model: nn.Module = PSPEncoder(encoder, latent_avg, start, encoder_type)
+        model: nn.Module = PSPEncoder(encoder, latent_avg, start, encoder_type, input_size)
     elif input_nc == 6:
         if latent_avg is None:
             raise CheckpointFormatError("ReStyle file without 'latent_avg': cannot form the starting average image.")
@@ -259,11 +300,11 @@ def load_encoder(path_or_state: Any) -> nn.Module:
         dsd = strip_prefix(sd, "decoder.")
         if not dsd:
             raise CheckpointFormatError("ReStyle file without 'decoder.*' weights.")
-        la = _latent_avg_rows(latent_avg, n_styles)
+        la = _latent_avg_rows(latent_avg, n_styles, style_dim)
         decoder = generator_from_state(dsd, la[0])
         if decoder.n_latent != n_styles:
             raise CheckpointFormatError(f"Decoder has {decoder.n_latent} W+ rows but the encoder {n_styles}.")
-        model = ReStyleEncoder(encoder, decoder, la, encoder_type)
+        model = ReStyleEncoder(encoder, decoder, la, encoder_type, input_size)
     else:
         raise CheckpointFormatError(f"Unexpected encoder input channels: {input_nc} (expected 3 or 6).")
     logger.info("Loaded %s encoder: %d W+ rows, %d input channels", encoder_type, n_styles, input_nc)

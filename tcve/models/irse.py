@@ -61,17 +61,27 @@ class BottleneckIRSE(nn.Module):
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
-class IRSEBackbone(nn.Module):
-    """``input_layer`` (conv3x3 -> BN -> PReLU) + ``body`` (the IR-SE units). [B,input_nc,H,W] -> [B,512,H/16,W/16]."""
+Stages = tuple[tuple[int, int, int], ...]
 
-    def __init__(self, input_nc: int = 3, num_layers: int = 50, use_se: bool = True):
+
+class IRSEBackbone(nn.Module):
+    """``input_layer`` (conv3x3 -> BN -> PReLU) + ``body`` (the IR-SE units). [B,input_nc,H,W] -> [B,D,H/16,W/16].
+
+    ``stages`` (in_channel, depth, units) per stage overrides the IR-SE ``num_layers`` table (small test/demo nets).
+    """
+
+    def __init__(self, input_nc: int = 3, num_layers: int = 50, use_se: bool = True, stages: Stages | None = None):
         super().__init__()
-        if num_layers not in IRSE_STAGES:
-            raise ValueError(f"num_layers must be one of {sorted(IRSE_STAGES)}, got {num_layers}")
-        self.input_layer = nn.Sequential(nn.Conv2d(input_nc, 64, (3, 3), 1, 1, bias=False),
-                                         nn.BatchNorm2d(64), nn.PReLU(64))
+        if stages is None:
+            if num_layers not in IRSE_STAGES:
+                raise ValueError(f"num_layers must be one of {sorted(IRSE_STAGES)}, got {num_layers}")
+            stages = IRSE_STAGES[num_layers]
+        self.stages = tuple(tuple(int(v) for v in st) for st in stages)
+        width = self.stages[0][0]  # 64 in IR-SE
+        self.input_layer = nn.Sequential(nn.Conv2d(input_nc, width, (3, 3), 1, 1, bias=False),
+                                         nn.BatchNorm2d(width), nn.PReLU(width))
         units: list[nn.Module] = []
-        for in_channel, depth, n in IRSE_STAGES[num_layers]:
+        for in_channel, depth, n in self.stages:
             units.append(BottleneckIRSE(in_channel, depth, 2, use_se))
             units.extend(BottleneckIRSE(depth, depth, 1, use_se) for _ in range(n - 1))
         self.body = nn.Sequential(*units)

@@ -83,7 +83,8 @@ class LevelsMapper(nn.Module):
 
     def forward(self, w_plus: torch.Tensor) -> torch.Tensor:
         if w_plus.ndim != 3 or w_plus.shape[1] <= MEDIUM_END or w_plus.shape[2] != self.style_dim:
-            raise ValueError(f"Expected w_plus [B, n_latent > {MEDIUM_END}, {self.style_dim}], got {tuple(w_plus.shape)}")
+            raise ValueError(
+                f"Expected w_plus [B, n_latent > {MEDIUM_END}, {self.style_dim}], got {tuple(w_plus.shape)}")
         parts = (w_plus[:, :COARSE_END], w_plus[:, COARSE_END:MEDIUM_END], w_plus[:, MEDIUM_END:])
         out = []
         for (name, flag), part in zip(GROUPS, parts):

@@ -1,0 +1,224 @@
+"""Gradio-only helpers of the app (``app.py``): event handlers over a ``Service``, error messages, ZeroGPU.
+
+The only module of the package that imports gradio. No tensor work here: everything numeric comes from
+``tcve.service`` / ``tcve.pipeline`` results.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from .edit import EditSpec
+from .errors import Cancelled, CheckpointFormatError, CheckpointUnavailable, NoFaceFound, TcveError, VideoError
+from .pipeline import PipelineResult
+from .service import PRESETS, SETTINGS, Service
+
+log = logging.getLogger(__name__)
+
+OOM_MESSAGE = ("Out of memory. Retry with fewer frames (lower the frame cap or trim the clip), the Preview preset, "
+               "or lower advanced settings (pairs per step, PTI passes).")
+
+# The parameters of the /edit and /stylize endpoints, in the order of their input components.
+EDIT_PARAMS = ("video", "edit", "text", "source_text", "strength", "preset", "start", "end", "max_frames",
+               "advanced", *(s.key for s in SETTINGS))
+
+
+def error_message(exc: BaseException) -> str:
+    """A plain message for the UI (never a traceback)."""
+    if isinstance(exc, (CheckpointUnavailable, CheckpointFormatError)):
+        return f"Checkpoint unavailable. {exc}"
+    if isinstance(exc, (NoFaceFound, VideoError, TcveError)):
+        return str(exc)
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc):
+        return OOM_MESSAGE
+    return f"Unexpected error ({type(exc).__name__}): {exc}"
+
+
+def with_params(fn: Callable[[dict[str, Any], gr.Request | None, gr.Progress], Any],
+                names: Sequence[str]) -> Callable[..., Any]:
+    """``fn(values, request, progress)`` as a handler whose signature names each input (the API's parameter names),
+    followed by gradio's special ``request`` and ``progress`` arguments."""
+
+    def handler(*args: Any) -> Any:
+        n = len(names)
+        return (yield from fn(dict(zip(names, args[:n])), args[n], args[n + 1]))
+
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+    params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request))
+    params.append(inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress()))
+    handler.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    handler.__annotations__ = {"request": gr.Request}
+    handler.__name__ = getattr(fn, "__name__", "handler")
+    return handler
+
+
+def on_gpu(fn: Callable[..., Any], duration: Callable[..., int]) -> Callable[..., Any]:
+    """ZeroGPU: reserve a GPU for each call when the ``spaces`` package is present; plain call otherwise."""
+    try:
+        import spaces  # type: ignore[import-not-found]
+    except ImportError:
+        return fn
+    return spaces.GPU(duration=duration)(fn)
+
+
+def _number(value: Any, default: float | None = None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
+@dataclass
+class Outputs:
+    """What one edit returns to the UI, in the order of ``Runner.output_components``."""
+
+    face: Any = None
+    edited: Any = None
+    direct: Any = None
+    side_by_side: Any = None
+    files: Any = None
+    table: Any = None
+    curves: Any = None
+    xt: Any = None
+    metrics: Any = None
+    status: Any = None
+
+    def values(self) -> tuple[Any, ...]:
+        return (self.face, self.edited, self.direct, self.side_by_side, self.files, self.table, self.curves, self.xt,
+                self.metrics, self.status)
+
+
+def metrics_table(result: PipelineResult) -> list[list[Any]]:
+    """Rows [video, E_warp, LPIPS to direct] for every measured output."""
+    m = result.metrics
+    rows = []
+    for name in ("input", "direct", "consistent", "smoothing"):
+        key = f"warping_error_{name}"
+        if key in m:
+            lp = m.get(f"lpips_to_direct_{name}", 0.0 if name == "direct" else None)
+            rows.append([name, float(m[key]), None if lp is None else float(lp)])
+    return rows
+
+
+def curves_frame(result: PipelineResult) -> Any:
+    """Per-pair warping error of each output, long format for ``gr.LinePlot``."""
+    import pandas as pd  # a gradio dependency
+
+    rows = [{"pair": i, "warping error": v, "video": name}
+            for name, values in result.curves.items() for i, v in enumerate(values)]
+    return pd.DataFrame(rows, columns=["pair", "warping error", "video"])
+
+
+def status_text(result: PipelineResult, seconds: float) -> str:
+    m = result.metrics
+    lines = [f"Done in {seconds:.1f} s: {result.info.n_frames} frames at {float(result.info.fps):g} fps."]
+    if "warping_error_direct" in m and "warping_error_consistent" in m:
+        lines.append(f"E_warp direct {m['warping_error_direct']:.3g} -> "
+                     f"consistent {m['warping_error_consistent']:.3g}.")
+    lines.extend(result.messages)
+    lines.append("Stage times: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()) + ".")
+    return "\n\n".join(lines)
+
+
+class Runner:
+    """The app's handlers over one ``Service``: edit (with progress, a face preview first, cancel) and cancel."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self._cancel: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._run = on_gpu(self._run_on_device, self._duration)
+
+    # ---------------------------------------------------------------- cancel
+    def _event(self, key: str) -> threading.Event:
+        with self._lock:
+            return self._cancel.setdefault(key, threading.Event())
+
+    def cancel(self, request: gr.Request) -> str:
+        self._event(getattr(request, "session_hash", None) or "").set()
+        return "Cancelling after the current step..."
+
+    # ---------------------------------------------------------------- edit
+    def _duration(self, path: str, spec: EditSpec, preset: str, start: float, end: float | None,
+                  max_frames: int | None, *args: Any) -> int:
+        return self.service.estimate_seconds(preset, max_frames)
+
+    def _run_on_device(self, path: str, spec: EditSpec, preset: str, start: float, end: float | None,
+                       max_frames: int | None, overrides: dict[str, int] | None, progress: gr.Progress,
+                       session: str) -> PipelineResult:
+        # Plain, picklable arguments: on ZeroGPU this runs in a worker process (where cancelling cannot reach it).
+        t0 = time.perf_counter()
+
+        def report(fraction: float, message: str) -> None:
+            elapsed = time.perf_counter() - t0
+            eta = f", about {elapsed / fraction * (1 - fraction):.0f} s left" if 0.05 < fraction < 1 else ""
+            progress(fraction, desc=f"{message}{eta}")
+
+        config = self.service.config_for(preset, spec, overrides) if overrides else None
+        return self.service.run(path, spec, preset, start, end, max_frames, config, report,
+                                self._event(session).is_set)
+
+    def edit_handler(self, domain: str) -> Callable[..., Any]:
+        def edit(values: dict[str, Any], request: gr.Request | None, progress: gr.Progress) -> Iterator[tuple]:
+            return self._edit(domain, values, request, progress)
+
+        edit.__name__ = "edit" if domain == "in" else "stylize"
+        return with_params(edit, EDIT_PARAMS)
+
+    def _spec(self, domain: str, values: dict[str, Any]) -> EditSpec:
+        text = (values.get("text") or "").strip()
+        name = self.service.free_text_edit(domain) if text else values.get("edit")
+        if not name:
+            raise gr.Error("Choose an edit or type a text.")
+        available = {n: (ok, note) for n, ok, note in self.service.edits(domain)}
+        if name not in available:
+            raise gr.Error(f"'{name}' is not an edit of this tab.")
+        if not available[name][0]:
+            raise gr.Error(f"'{name}' is unavailable: {available[name][1]}")
+        return EditSpec(name, _number(values.get("strength")), text, (values.get("source_text") or "").strip())
+
+    def _edit(self, domain: str, values: dict[str, Any], request: gr.Request | None,
+              progress: gr.Progress) -> Iterator[tuple]:
+        path = values.get("video")
+        if not path:
+            raise gr.Error("Upload a video first (or pick an example).")
+        spec = self._spec(domain, values)
+        preset = values.get("preset") or "Preview"
+        if preset not in PRESETS:
+            raise gr.Error(f"Unknown preset '{preset}'.")
+        start, end = _number(values.get("start"), 0.0) or 0.0, _number(values.get("end")) or None
+        cap = int(_number(values.get("max_frames"), 0) or 0) or None
+        overrides = ({s.key: int(_number(values.get(s.key), 0) or 0) for s in SETTINGS}
+                     if values.get("advanced") else None)
+        session = getattr(request, "session_hash", None) or ""
+        self._event(session).clear()
+        t0 = time.perf_counter()
+        try:
+            progress(0.0, desc="detecting and aligning the face")
+            face = self.service.preview_face(path, self.service.read_options(path, start, end, cap))
+            yield Outputs(face=face, status="Face found and aligned (left). Editing...").values()
+            result = self._run(path, spec, preset, start, end, cap, overrides, progress, session)
+        except gr.Error:
+            raise
+        except Cancelled:
+            raise gr.Error("Cancelled.", print_exception=False) from None
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a plain UI message
+            log.warning("edit failed", exc_info=not isinstance(exc, TcveError))
+            raise gr.Error(error_message(exc), print_exception=False) from None
+        seconds = time.perf_counter() - t0
+        files = [str(p) for p in (result.output, result.direct, result.side_by_side,
+                                  result.output.parent / "metrics.json") if Path(p).exists()]
+        xt = [(img, name) for name in result.xt if (img := self.service.xt_image(result, name)) is not None]
+        yield Outputs(face=face, edited=str(result.output), direct=str(result.direct),
+                      side_by_side=str(result.side_by_side), files=files, table=metrics_table(result),
+                      curves=curves_frame(result), xt=xt, metrics=result.summary()["metrics"],
+                      status=status_text(result, seconds)).values()
