@@ -2,7 +2,7 @@
 
 Random weights everywhere (real sizes: StyleGAN2 style_dim 512, n_mlp 8, channel_multiplier 2; RAFT large, 20
 iterations; LPIPS-alex): only the cost matters. Seconds per step are measured as (t(n steps) - t(1 step)) / (n - 1),
-so set-up and warm-up (cuDNN autotune, compile) are excluded; the projection for a clip multiplies by the number of
+after an untimed warm-up run, so set-up and warm-up (cuDNN autotune, compile) are excluded; the projection for a clip multiplies by the number of
 steps the chosen config takes (epochs x ceil((T-1)/pairs_per_step), stitch: ceil(T/frames_per_copy) x steps).
 
 Run from the repository root:
@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import torch
 
-from tcve.consistency import ConsistencyConfig, Phase1Config, Phase2Config, run_phase1, run_phase2
+from tcve.consistency import ConsistencyConfig, run_phase1, run_phase2
 from tcve.flow import RaftFlow
 from tcve.losses import SpatialLPIPS
 from tcve.models.stylegan2 import Generator
@@ -41,10 +41,11 @@ def _timed(fn, device: torch.device) -> float:
 
 
 def per_step(make_run, n: int, device: torch.device) -> float:
-    """Seconds per step: (t(n) - t(1)) / (n - 1) (n >= 2)."""
+    """Seconds per step: (t(n) - t(1)) / (n - 1) (n >= 2), after one untimed warm-up run; t(n)/n if noise wins."""
+    make_run(1)
     t1 = _timed(lambda: make_run(1), device)
     tn = _timed(lambda: make_run(n), device)
-    return max(tn - t1, 1e-9) / (n - 1)
+    return (tn - t1) / (n - 1) if tn > t1 else tn / n
 
 
 def main() -> None:

@@ -49,6 +49,8 @@ def _print_edits(args: argparse.Namespace) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    if args.kind is not None and args.what == "all":
+        args.what = "checkpoints"  # `list --kind K` lists checkpoints of that kind, as before
     if args.what in ("edits", "all"):
         _print_edits(args)
         if args.what == "all":

@@ -76,7 +76,7 @@ class Phase1Config:
 
     epochs: int = 10                      # paper in-domain 10, out-of-domain 5
     lr: float = 1e-3                      # Adam lr on the MLP (official README 1e-3; paper 0.05 in / 0.005 out)
-    alpha: float = 0.05                   # residual scale (official eyeglasses 0.05, others 0.04; paper eyeglasses 0.12)
+    alpha: float = 0.05                   # residual scale (official: eyeglasses 0.05, others 0.04; paper: 0.12)
     lambda_rf: float = 0.2                # L_rf weight (official 0.2; paper 0.1)
     rf_mode: Literal["mean", "l1"] = "mean"   # L_rf reduction: mean |delta| (official) or per-sample L1 norm
     w_photo: float = 1.0
@@ -348,15 +348,16 @@ class _Ctx:
         if w_edit.dim() != 3:
             raise ValueError(f"w_edit must be [T,n_latent,D], got {tuple(w_edit.shape)}")
         if aligned_inputs.dim() != 4 or aligned_inputs.shape[0] != w_edit.shape[0]:
-            raise ValueError(f"aligned_inputs must be [T,3,H,W] with T={w_edit.shape[0]}, got {tuple(aligned_inputs.shape)}")
+            raise ValueError(f"aligned_inputs must be [T,3,H,W] with T={w_edit.shape[0]}, "
+                             f"got {tuple(aligned_inputs.shape)}")
         self.cfg, self.flow, self.lpips = cfg, flow, lpips
         self.progress, self.cancel = progress, cancel
         self.device = w_edit.device
         self.size = int(generator.size)
         self.T = int(w_edit.shape[0])
         self.anchor = anchor_index(self.T)
-        # LPIPS-alex needs >= ~32 px; keep at least 64 px (or the full size) for the losses.
-        self.work = min(self.size, max(self.size // cfg.scale_factor, 64))
+        # LPIPS-alex needs >= 32 px (its pooling pyramid): floor the working resolution there.
+        self.work = min(self.size, max(self.size // cfg.scale_factor, 32))
         inputs = aligned_inputs.to(self.device, torch.float32)
         if inputs.shape[-1] != self.size or inputs.shape[-2] != self.size:
             inputs = F.interpolate(inputs, size=(self.size, self.size), mode="bilinear", align_corners=False,

@@ -227,8 +227,8 @@ def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, o
     stages.done("invert")
     edit = apply_edit(spec, inversion.w_plus, inversion.generator, base_generator=models.generator,
                       config=config.edit, loaders=models.edit_loaders, progress=stages.sub("edit"))
-    if edit.note:
-        messages.append(edit.note)
+    if edit.note:  # says which network realises the edit, and from which model set
+        messages.append(f"{edit.note} ({models.label})" if models.label else edit.note)
     stages.done("edit")
     direct = edit.images
 

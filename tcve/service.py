@@ -1,8 +1,12 @@
 """What the app and the CLI talk to: which networks are active, presets, input checks, a result cache.
 
-``Service.from_env()`` picks the real FFHQ checkpoints when they are cached (or can be downloaded: online and
-``TCVE_MODELS=ffhq``), and tiny built-in random networks otherwise, and says which in ``banner``. Networks are built
-lazily on first use, once per service.
+``Service.from_env()`` picks the real FFHQ checkpoints when they are cached or the Hub can be reached (they are then
+fetched on first use), and tiny built-in random networks otherwise, and says which in ``banner``. Networks are built
+lazily on first use, once per service (``prepare`` fetches the checkpoints first, reporting progress).
+
+Presets ('Preview', 'Paper settings') resolve per edit domain and model set in ``config_for``, which also applies the
+``SETTINGS`` overrides the app's advanced accordion and the CLI's ``--set`` expose. ``run`` caches results by input
+file, edit and settings; ``measure`` computes the metrics of any video against a reference (``python -m tcve metrics``).
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ PRESETS: dict[str, Preset] = {
                       "with the tiny models", 8, _preview_config(), consistency_epochs=(1, 1), pairs_per_step=4,
                       seconds_per_frame_gpu=1.0),
     "Paper settings": Preset("Paper settings", "the official settings (PTI 200 passes, 10 + 3 epochs, stitching 50 "
-                             "steps): about ten minutes for 150 frames on one H100", None, PipelineConfig()),
+                             "steps): minutes per clip on a GPU", None, PipelineConfig()),
 }
 
 
@@ -109,6 +113,23 @@ def _file_digest(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face Hub can be looked up (False at once on offline machines: DNS fails fast)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        return False
+    import socket
+
+    previous = socket.getdefaulttimeout()
+    try:
+        socket.setdefaulttimeout(timeout)
+        socket.getaddrinfo("huggingface.co", 443)
+        return True
+    except OSError:
+        return False
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 class Service:
     def __init__(self, models: str = "tiny", device: str = "auto", workdir: str | os.PathLike[str] | None = None,
                  max_cached_results: int = 8) -> None:
@@ -125,10 +146,12 @@ class Service:
     # ---------------------------------------------------------------- which networks
     @classmethod
     def from_env(cls) -> Service:
-        """``TCVE_MODELS`` = ffhq | tiny | auto (default): ffhq when its checkpoints are cached here."""
+        """``TCVE_MODELS`` = ffhq | tiny | auto (default): ffhq when its checkpoints are cached here or the Hub can be
+        reached (they are then fetched on first use), else tiny."""
         choice = os.environ.get("TCVE_MODELS", "auto")
         if choice == "auto":
-            choice = "ffhq" if all(checkpoints.is_cached(n) for n in FFHQ_REQUIRED) else "tiny"
+            cached = all(checkpoints.is_cached(n) for n in FFHQ_REQUIRED)
+            choice = "ffhq" if cached or hub_reachable() else "tiny"
         return cls(models=choice, device=os.environ.get("TCVE_DEVICE", "auto"))
 
     @property

@@ -31,7 +31,7 @@ def test_list_shows_edits_styles_and_checkpoints(capsys: pytest.CaptureFixture[s
 
 
 def test_list_checkpoints_by_kind(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["list", "checkpoints", "--kind", "generator"]) == cli.EXIT_OK
+    assert cli.main(["list", "--kind", "generator"]) == cli.EXIT_OK
     rows = capsys.readouterr().out.splitlines()[1:]
     assert rows and all(r.split()[1] == "generator" for r in rows)
 

@@ -86,7 +86,8 @@ def test_presets_carry_named_differences() -> None:
     assert (off.photometric_range, pap.photometric_range) == ("255", "unit")
     assert (off.phase1.freeze_anchor, pap.phase1.freeze_anchor) == (True, False)
     assert (off.phase1.alpha, pap.phase1.alpha, edit_alpha("smile")) == (0.05, 0.12, 0.04)
-    assert (off.phase1.lambda_rf, pap.phase1.lambda_rf, off.phase2.lambda_r, pap.phase2.lambda_r) == (0.2, 0.1, 100, 200)
+    assert (off.phase1.lambda_rf, pap.phase1.lambda_rf) == (0.2, 0.1)
+    assert (off.phase2.lambda_r, pap.phase2.lambda_r) == (100, 200)
     assert (off.phase2.out_mask_boost, off.phase2.out_mask_power) == (15.0, 4.0)
     assert out.phase2.freeze_last_layers and not out.use_pd_masks and out.phase2.lr == 8e-4 and out.phase1.epochs == 5
     assert off.scale_factor == 4 and off.pairs_per_step == 1 and off.flow_grad

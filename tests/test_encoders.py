@@ -33,6 +33,24 @@ def test_full_size_e4e_layout_matches_upstream() -> None:
     assert n_convs == [4] * 3 + [5] * 4 + [6] * 11
 
 
+@pytest.mark.slow
+def test_full_size_e4e_from_random_init_returns_18_rows() -> None:
+    # A real random initialisation of the FFHQ-1024 e4e (no download), run once through PSPEncoder as load_encoder
+    # builds it: W+ of 18 rows, row 0 plus offsets, latent_avg added.
+    torch.manual_seed(0)
+    body = StyleEncoder(n_styles=18, input_nc=3, fpn=True, progressive=True).eval()
+    latent_avg = torch.randn(18, 512)
+    encoder = PSPEncoder(body, latent_avg, True, "Encoder4Editing").eval()
+    image = torch.rand(1, 3, 256, 256) * 2 - 1
+    with torch.no_grad():
+        w_plus = encoder(image)
+        codes = body(image)
+    assert w_plus.shape == (1, 18, 512)
+    assert torch.isfinite(w_plus).all()
+    torch.testing.assert_close(w_plus, codes + latent_avg, rtol=0, atol=0)
+    assert not torch.allclose(codes[:, 1], codes[:, 0])  # progressive offsets on top of row 0
+
+
 @pytest.fixture(scope="module")
 def small_psp_state() -> dict:
     """A real (random-init) pSp GradualStyleEncoder with 1 row, in the official file layout."""
