@@ -28,11 +28,11 @@ class ClassifierTrainConfig:
     seed: int = 0
     n_train: int = 5000
     n_val: int = 1000
-    epochs: int = 6
+    epochs: int = 24
     batch: int = 64
     lr: float = 3e-3
     width: int = 16
-    budget_s: float = 280.0  # stop early when this much wall time has passed (rendering excluded)
+    budget_s: float = 480.0  # stop early when this much wall time has passed (rendering excluded)
     cache_dir: str = "/tmp/tcve-demo-cache"
     threads: int = 1
 
