@@ -8,6 +8,7 @@ crops) and once more while the three output videos are written side by side; onl
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -263,10 +264,13 @@ def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, o
     writers = {name: VideoWriter(path, info.fps, audio) for name, path in paths.items()}
     report = stages.sub("write")
     try:
-        originals = iter_frames(input_path, config.read)
-        pasted_final = paste_frames(iter_frames(input_path, config.read), final_frames, transforms, config=align_cfg)
-        pasted_direct = paste_frames(iter_frames(input_path, config.read), direct_frames, transforms, config=align_cfg)
-        pasted_smooth = (paste_frames(iter_frames(input_path, config.read), smooth_frames, transforms, config=align_cfg)
+        # Decode once; every branch advances in lockstep, so tee holds at most a frame (an unread branch would
+        # hold them all, hence one branch per stream actually written).
+        branches = itertools.tee(iter_frames(input_path, config.read), 3 + (smooth_frames is not None))
+        originals = branches[0]
+        pasted_final = paste_frames(branches[1], final_frames, transforms, config=align_cfg)
+        pasted_direct = paste_frames(branches[2], direct_frames, transforms, config=align_cfg)
+        pasted_smooth = (paste_frames(branches[3], smooth_frames, transforms, config=align_cfg)
                          if smooth_frames is not None else None)
         for t, (frame, edited, direct_frame) in enumerate(zip(originals, pasted_final, pasted_direct)):
             writers["output"].write(edited)
