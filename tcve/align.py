@@ -49,6 +49,10 @@ class AlignConfig:
     interpolation: str = "cubic"
     detect_max_side: int | None = 1280  # landmarks on a downscaled copy of big frames (speed); None = full size
     gate: float = 1.5  # a face counts as the same person if its centre moved less than gate * face size
+    # The generator's framing relative to the FFHQ quad (FFHQ: 1, 0): the quad's half-axes are multiplied by
+    # quad_scale and its centre moved down by quad_shift FFHQ half-axes (the demo pack's renders sit wider and lower).
+    quad_scale: float = 1.0
+    quad_shift: float = 0.0
 
 
 # -------------------------------------------------------------------------------------------------------- tracking
@@ -172,6 +176,14 @@ def quad_axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return eye_avg + 0.1 * eye_to_mouth, x * scale[..., None]
 
 
+def framed_axes(points: np.ndarray, config: AlignConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``quad_axes`` re-framed for the generator's domain (``quad_scale``, ``quad_shift``; identity for FFHQ)."""
+    c, x = quad_axes(points)
+    if config.quad_shift:
+        c = c + config.quad_shift * _perp(x)
+    return c, x * config.quad_scale
+
+
 def _perp(v: np.ndarray) -> np.ndarray:
     # flipud(v) * [-1, 1] of the FFHQ script: rotates (a, b) to (-b, a)
     return np.stack([-v[..., 1], v[..., 0]], axis=-1)
@@ -250,7 +262,7 @@ class AlignTransform:
 def compute_transforms(track: FaceTrack, config: AlignConfig = AlignConfig()) -> list[AlignTransform]:
     """Per-frame FFHQ transforms from a track, smoothed over time so the aligned crops do not jitter."""
     points = _moving_average(track.points, config.landmark_window)
-    c, x = quad_axes(points)
+    c, x = framed_axes(points, config)
     c, x = smooth_axes(c, x, config)
     quads = quad_from_axes(c, x)
     return [AlignTransform(q, config.output_size, track.frame_size, bool(d)) for q, d in zip(quads, track.detected)]
@@ -258,7 +270,7 @@ def compute_transforms(track: FaceTrack, config: AlignConfig = AlignConfig()) ->
 
 def raw_transforms(track: FaceTrack, config: AlignConfig = AlignConfig()) -> list[AlignTransform]:
     """The same without any temporal smoothing (per-frame FFHQ crops), e.g. to measure jitter."""
-    quads = quad_from_axes(*quad_axes(track.points))
+    quads = quad_from_axes(*framed_axes(track.points, config))
     return [AlignTransform(q, config.output_size, track.frame_size, bool(d)) for q, d in zip(quads, track.detected)]
 
 

@@ -1,4 +1,4 @@
-"""The command-line interface: ``python -m tcve {list,edit,metrics}``.
+"""The command-line interface: ``python -m tcve {list,edit,metrics,evaluate}``.
 
 Exit codes scripts can rely on: 0 success, 2 usage error (bad arguments, unknown edit / preset / setting),
 3 bad input (not a video, no face, too long), 4 checkpoint unavailable, 5 cancelled (Ctrl-C), 6 out of memory,
@@ -154,14 +154,21 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import run_from_args
+
+    return run_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tcve", description="Temporally consistent face video editing.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_models(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--models", choices=("auto", "ffhq", "tiny"), default="auto",
-                       help="network set (auto: $TCVE_MODELS, else ffhq when its checkpoints are cached, else tiny)")
+        p.add_argument("--models", choices=("auto", "ffhq", "demo", "tiny"), default="auto",
+                       help="network set (auto: $TCVE_MODELS, else ffhq when its checkpoints are cached or the Hub "
+                            "answers, else the bundled demo pack, else tiny)")
         p.add_argument("--device", default=os.environ.get("TCVE_DEVICE", "auto"), help="auto | cpu | cuda[:N]")
 
     listing = sub.add_parser("list", help="list edits, styles and checkpoints (and which are cached locally)")
@@ -202,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--json", help="also write the numbers here")
     add_models(metrics)
     metrics.set_defaults(run=_cmd_metrics)
+
+    from .evaluate import add_arguments as add_evaluate_arguments
+
+    evaluate = sub.add_parser("evaluate", help="the paper's tables: E_warp and LPIPS of every method on clips x edits")
+    add_evaluate_arguments(evaluate)
+    evaluate.set_defaults(run=_cmd_evaluate)
     return parser
 
 

@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .align import AlignConfig, align_frames, compute_transforms, detect_and_track, paste_frames
+from .align import AlignConfig, AlignTransform, align_frames, compute_transforms, detect_and_track, paste_frames
 from .cache import StageCache, hash_frames
 from .consistency import ConsistencyConfig, run_consistency
-from .edit import EDITS, EditConfig, EditLoaders, EditSpec, apply_edit
+from .edit import EDITS, EditConfig, EditLoaders, EditResult, EditSpec, apply_edit
 from .errors import Cancelled
 from .flow import FlowEstimator
 from .invert import OUT_OF_DOMAIN, Inversion, InversionConfig, invert_video, render
@@ -74,6 +74,7 @@ class PipelineModels:
     encoder_out: nn.Module | None = None  # out-of-domain inversion (ReStyle-pSp, as the paper); None: ``encoder``
     cache: StageCache | None = None  # inversions by aligned-clip content + settings; None: no caching
     checkpoint_names: tuple[str, ...] = ()  # what the networks were loaded from (part of the cache key)
+    framing: tuple[float, float] = (1.0, 0.0)  # (AlignConfig.quad_scale, quad_shift) of the generator's crops
 
     @property
     def device(self) -> torch.device:
@@ -151,7 +152,7 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
-def _consistency_config(config: PipelineConfig, domain: str, edit_name: str, size: int) -> ConsistencyConfig:
+def consistency_config_for(config: PipelineConfig, domain: str, edit_name: str, size: int) -> ConsistencyConfig:
     if config.consistency is not None:
         return config.consistency
     # The official working resolution is 256 (1024 / 4); smaller generators work at their own size.
@@ -190,13 +191,25 @@ def _metrics(config: PipelineConfig, models: PipelineModels, inputs: torch.Tenso
     return metrics, curves, xt
 
 
-def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, output_dir: str | Path,
-               config: PipelineConfig = PipelineConfig(), progress: ProgressFn | None = None,
-               cancel: CancelFn | None = None) -> PipelineResult:
-    """Edit the main face of ``input_path`` and write the consistent, direct and side-by-side videos."""
-    stages = _Stages(progress, cancel)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+@dataclass
+class PreparedClip:
+    """A clip up to its direct edit: what every output (and every evaluated method) starts from."""
+
+    info: VideoInfo
+    align: AlignConfig  # with output_size = the generator's resolution
+    transforms: list[AlignTransform]  # per-frame crop transforms (for pasting back)
+    inputs: torch.Tensor  # aligned input crops [T,3,S,S] in [-1,1]
+    domain: str  # "in" | "out"
+    inversion: Inversion
+    edit: EditResult
+    messages: list[str]
+
+
+def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
+                 config: PipelineConfig = PipelineConfig(), progress: ProgressFn | None = None,
+                 cancel: CancelFn | None = None, stages: _Stages | None = None) -> PreparedClip:
+    """Read, track, align, invert and directly edit the main face of ``input_path`` (no video is written)."""
+    stages = stages or _Stages(progress, cancel)
     device = models.device
     messages: list[str] = []
 
@@ -204,7 +217,7 @@ def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, o
     info = probe(input_path, config.read, config.limits)
     stages.done("read")
     size = int(getattr(models.generator, "size"))
-    align_cfg = replace(config.align, output_size=size)
+    align_cfg = replace(config.align, output_size=size, quad_scale=models.framing[0], quad_shift=models.framing[1])
     track = detect_and_track(iter_frames(input_path, config.read), models.detector, align_cfg)
     messages.extend(track.messages)
     transforms = compute_transforms(track, align_cfg)
@@ -231,12 +244,26 @@ def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, o
     if edit.note:  # says which network realises the edit, and from which model set
         messages.append(f"{edit.note} ({models.label})" if models.label else edit.note)
     stages.done("edit")
+    return PreparedClip(info, align_cfg, list(transforms), inputs, domain, inversion, edit, messages)
+
+
+def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, output_dir: str | Path,
+               config: PipelineConfig = PipelineConfig(), progress: ProgressFn | None = None,
+               cancel: CancelFn | None = None) -> PipelineResult:
+    """Edit the main face of ``input_path`` and write the consistent, direct and side-by-side videos."""
+    stages = _Stages(progress, cancel)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    clip = prepare_clip(input_path, spec, models, config, stages=stages)
+    info, align_cfg, transforms, inputs = clip.info, clip.align, clip.transforms, clip.inputs
+    domain, edit, inversion, messages = clip.domain, clip.edit, clip.inversion, clip.messages
+    size = inputs.shape[-1]
     direct = edit.images
 
     # -- temporal consistency (phases 1 and 2), then phase 3 for in-domain edits
     consistent_generator, consistent_latents, consistent = edit.generator, edit.w_plus, direct
     if config.run_consistency and inputs.shape[0] >= 2:
-        cfg = _consistency_config(config, domain, edit.name, size)
+        cfg = consistency_config_for(config, domain, edit.name, size)
         result = run_consistency(edit.generator, edit.w_plus, inputs, models.flow, models.lpips, cfg,
                                  mapper=edit.mapper, progress=stages.sub("consistency"), cancel=cancel)
         consistent_generator, consistent_latents = result.generator, result.latents

@@ -18,7 +18,7 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from .video import ReadOptions, VideoLimits, iter_frames, probe, read_video
 
 log = logging.getLogger(__name__)
 
-MODEL_SETS = ("ffhq", "tiny")
+MODEL_SETS = ("ffhq", "demo", "tiny")
 FREE_TEXT_EDITS = {"in": "text", "out": "text style"}  # catalogue names of the free-text edits
 FFHQ_REQUIRED = ("stylegan2-ffhq-1024", "e4e-ffhq", "lpips-alex-backbone", "raft-large-things")
 
@@ -146,18 +146,30 @@ class Service:
     # ---------------------------------------------------------------- which networks
     @classmethod
     def from_env(cls) -> Service:
-        """``TCVE_MODELS`` = ffhq | tiny | auto (default): ffhq when its checkpoints are cached here or the Hub can be
-        reached (they are then fetched on first use), else tiny."""
+        """``TCVE_MODELS`` = ffhq | demo | tiny | auto (default): ffhq when its checkpoints are cached here or the Hub
+        can be reached (they are then fetched on first use), else the bundled demo pack, else tiny."""
         choice = os.environ.get("TCVE_MODELS", "auto")
         if choice == "auto":
-            cached = all(checkpoints.is_cached(n) for n in FFHQ_REQUIRED)
-            choice = "ffhq" if cached or hub_reachable() else "tiny"
+            choice = cls.default_model_set()
         return cls(models=choice, device=os.environ.get("TCVE_DEVICE", "auto"))
+
+    @staticmethod
+    def default_model_set() -> str:
+        """ffhq when its checkpoints are cached or the Hub answers, else demo when the pack is shipped, else tiny."""
+        from .demo.models import demo_pack_available
+
+        if all(checkpoints.is_cached(n) for n in FFHQ_REQUIRED) or hub_reachable():
+            return "ffhq"
+        return "demo" if demo_pack_available() else "tiny"
 
     @property
     def banner(self) -> str:
         if self.model_set == "ffhq":
             return f"Models: FFHQ StyleGAN2 checkpoints from the Hub, on {self.device.type.upper()}."
+        if self.model_set == "demo":
+            return ("Models: **bundled demo models** (a small StyleGAN2 trained on procedural cartoon faces; no FFHQ "
+                    "checkpoints available here, e.g. offline). They edit the bundled demo clips for real; real "
+                    "faces need the FFHQ checkpoints (network access).")
         return ("Models: **tiny built-in random networks** (no checkpoints available here, e.g. offline). The whole "
                 "pipeline runs, but the edits are noise; set up network access to use the FFHQ checkpoints.")
 
@@ -171,6 +183,19 @@ class Service:
         from .landmarks import load_detector
         from .losses import SpatialLPIPS
 
+        if self.model_set == "demo":
+            from .demo.models import DEMO_FRAMING, load_demo_networks
+            from .flow import DisFlow
+
+            demo = load_demo_networks(self.device)
+            # No pretrained LPIPS backbone offline: a random one, as the tiny set (losses and masks still work).
+            return PipelineModels(
+                generator=demo.generator, encoder=demo.encoder,
+                lpips=SpatialLPIPS("alex", backbone="random").to(self.device), flow=DisFlow("medium"),
+                metric_lpips=SpatialLPIPS("alex", backbone="random", spatial=False).to(self.device),
+                detector=load_detector("mediapipe"), edit_loaders=demo.edit_loaders,
+                label="bundled demo models", framing=DEMO_FRAMING,
+            )
         if self.model_set == "tiny":
             from .flow import DisFlow
             from .tiny import tiny_edit_loaders, tiny_encoder, tiny_generator
@@ -204,18 +229,27 @@ class Service:
         """(name, available, note or reason) for every catalogue edit of ``domain`` ('in' | 'out')."""
         if self.model_set == "tiny":
             return [(name, True, "tiny random networks") for name, e in EDITS.items() if e.domain == domain]
-        found = edit_availability()
+        found = edit_availability(is_available=self._is_available())
         rows = []
         for name, entry in EDITS.items():
             if entry.domain != domain:
                 continue
             source = found.get(name)
             if source is None:
-                reason = "checkpoint not available: " + ", ".join(entry.checkpoints)
+                reason = ("not in the demo pack" if self.model_set == "demo" else
+                          "checkpoint not available: " + ", ".join(entry.checkpoints))
                 rows.append((name, False, reason))
             else:
                 rows.append((name, True, source.note))
         return rows
+
+    def _is_available(self) -> Callable[[str], bool] | None:
+        """Which checkpoints this model set has (None: the registry's local files and caches)."""
+        if self.model_set == "demo":
+            from .demo.models import demo_edit_loaders
+
+            return demo_edit_loaders().is_available
+        return None
 
     @staticmethod
     def edit_domain(name: str) -> str:
@@ -230,8 +264,8 @@ class Service:
         """(default, minimum, maximum) strength of edit ``name`` with the source this service would use."""
         entry = EDITS[name]
         source = entry.sources[0]
-        if self.model_set == "ffhq":
-            source = edit_availability().get(name) or source
+        if self.model_set != "tiny":
+            source = edit_availability(is_available=self._is_available()).get(name) or source
         lo, hi = source.strength_range
         return float(source.default_strength), float(lo), float(hi)
 
@@ -250,7 +284,8 @@ class Service:
         """The aligned crop of the first frame, as the generator will see it (uint8 HWC)."""
         models = self.prepare()
         first = next(iter_frames(path, options))
-        config = AlignConfig(output_size=int(models.generator.size))
+        config = AlignConfig(output_size=int(models.generator.size), quad_scale=models.framing[0],
+                             quad_shift=models.framing[1])
         track = detect_and_track([first], models.detector, config)
         return next(align_frames([first], compute_transforms(track, config), config))
 

@@ -91,3 +91,29 @@ def tiny_edit_loaders(generator: Generator, seed: int = 0) -> EditLoaders:
         return tiny_clip(seed=seed)
 
     return EditLoaders(mapper=mapper, direction=direction, generator=styled, clip=clip, is_available=lambda _: True)
+
+
+def flickering_toy_clip(seed: int = 0, frames: int = 5, jitter: float = 0.5, motion: float = 0.1,
+                        edit_strength: float = 0.5, style_dim: int = 32, size: int = 64) -> dict[str, torch.Tensor | nn.Module]:
+    """The consistency proof's toy: a smooth latent path and a flickering direct edit of it.
+
+    A tiny random generator whose 16-64 px to_rgb layers are damped (smooth images on which classical flow works)
+    renders ``inputs`` from a slow sinusoidal W+ path; the direct edit adds one fixed direction plus i.i.d.
+    per-frame jitter (``jitter`` x a unit Gaussian in every latent entry): flicker. Returns generator ``g``
+    (frozen), ``w_in``/``w_edit`` [T,n_latent,D] and ``inputs``/``direct`` [T,3,size,size].
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        g = Generator(size=size, style_dim=style_dim, n_mlp=2, channel_multiplier=1, channel_max=16).eval()
+        with torch.no_grad():
+            for k in range(1, len(g.to_rgbs)):
+                g.to_rgbs[k].conv.weight.mul_(0.05)
+        g.requires_grad_(False)
+        base = torch.randn(1, 1, style_dim)
+        t = torch.linspace(0, 1, frames)[:, None, None]
+        w_in = (base + motion * torch.sin(2 * torch.pi * t) * torch.randn(1, g.n_latent, style_dim)).contiguous()
+        direction = torch.randn(1, g.n_latent, style_dim)
+        w_edit = w_in + edit_strength * direction + jitter * torch.randn(frames, g.n_latent, style_dim)
+    with torch.no_grad():
+        inputs, direct = g.synthesis(w_in), g.synthesis(w_edit)
+    return {"g": g, "w_in": w_in, "w_edit": w_edit, "inputs": inputs, "direct": direct}

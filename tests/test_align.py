@@ -231,3 +231,15 @@ def test_poisson_blend_removes_a_colour_offset_without_shifting(clip_and_track):
     err_feather = np.abs(paste_face(frame, brighter, t, config=feather).astype(float) - frame)[region].mean()
     err_poisson = np.abs(paste_face(frame, brighter, t, config=poisson).astype(float) - frame)[region].mean()
     assert err_poisson < 0.3 * err_feather  # the gradient-domain blend takes the offset out
+
+
+def test_domain_framing_scales_and_lowers_the_quad():
+    pts = np.array([[40.0, 50], [60, 50], [42, 70], [58, 70]])   # FFHQ quad: centre (50, 52), half-side 40
+    track = track_faces([[_face(pts)]], (128, 128))
+    ffhq = stack_quads(raw_transforms(track, AlignConfig(output_size=64)))[0]
+    framed = stack_quads(raw_transforms(track, AlignConfig(output_size=64, quad_scale=1.5, quad_shift=0.25)))[0]
+    np.testing.assert_allclose(ffhq, [[10, 12], [10, 92], [90, 92], [90, 12]])
+    # centre moved down by 0.25 half-sides (10 px), half-side 1.5 x 40 = 60
+    np.testing.assert_allclose(framed, [[-10, 2], [-10, 122], [110, 122], [110, 2]])
+    smoothed = stack_quads(compute_transforms(track, AlignConfig(output_size=64, quad_scale=1.5, quad_shift=0.25)))
+    np.testing.assert_allclose(smoothed[0], framed, atol=1e-9)

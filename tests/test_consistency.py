@@ -31,8 +31,8 @@ from tcve.flow import DisFlow
 from tcve.losses import SpatialLPIPS
 from tcve.metrics import lpips_fidelity, warping_error
 from tcve.models.mapper import LevelsMapper
-from tcve.models.stylegan2 import Generator
 from tcve.smoothing import smooth_latents
+from tcve.tiny import flickering_toy_clip
 
 T = 5
 DIM = 32
@@ -40,20 +40,10 @@ DIM = 32
 
 @pytest.fixture(scope="module")
 def clip() -> dict:
+    toy = flickering_toy_clip(seed=0, frames=T, jitter=0.3, style_dim=DIM)
     torch.manual_seed(0)
-    g = Generator(size=64, style_dim=DIM, n_mlp=2, channel_multiplier=1, channel_max=16).eval()
-    with torch.no_grad():  # damp the 16..64 px to_rgb layers: smooth images that DIS can track
-        for k in range(1, len(g.to_rgbs)):
-            g.to_rgbs[k].conv.weight.mul_(0.05)
-    g.requires_grad_(False)
-    base = torch.randn(1, 1, DIM)
-    t = torch.linspace(0, 1, T)[:, None, None]
-    w_in = (base + 0.1 * torch.sin(2 * torch.pi * t) * torch.randn(1, g.n_latent, DIM)).contiguous()
-    w_edit = w_in + 0.5 * torch.randn(1, g.n_latent, DIM) + 0.3 * torch.randn(T, g.n_latent, DIM)
-    with torch.no_grad():
-        inputs, direct = g.synthesis(w_in), g.synthesis(w_edit)
     return {
-        "g": g, "w_edit": w_edit, "inputs": inputs, "direct": direct,
+        **toy,
         "lpips": SpatialLPIPS("alex", backbone="random"),
         "lpips_metric": SpatialLPIPS("alex", backbone="random", spatial=False),
         "flow": DisFlow("medium"),
@@ -146,35 +136,56 @@ def test_phase1_loss_drops_on_flickering_clip(clip: dict) -> None:
     assert photo[-1] < 0.8 * photo[0], photo
 
 
+PROOF_SEEDS = (0, 1, 2, 3)
+
+
+def _proof_config() -> ConsistencyConfig:
+    # The toy edit is global, so the perceptual-difference masks (which localise an edit against the input) would
+    # mark the whole frame; they are off here and tested in test_losses.py.
+    return _toy_config(use_pd_masks=False, phase1=Phase1Config(epochs=8, lr=2.0, alpha=1.0),
+                       phase2=Phase2Config(epochs=8, lr=2e-2))
+
+
 @pytest.fixture(scope="module")
 def proof(clip: dict) -> dict:
+    """Phases 1-2 on four seeded toy clips (direct edit with jitter 0.5): E_warp and LPIPS-to-direct of each."""
     calls: list[tuple[float, str]] = []
-    res = run_consistency(clip["g"], clip["w_edit"], clip["inputs"], clip["flow"], clip["lpips"], _toy_config(),
-                          progress=lambda f, m: calls.append((f, m)))
+    runs = []
+    for seed in PROOF_SEEDS:
+        toy = flickering_toy_clip(seed=seed, frames=T, jitter=0.5, style_dim=DIM)
+        res = run_consistency(toy["g"], toy["w_edit"], toy["inputs"], clip["flow"], clip["lpips"], _proof_config(),
+                              progress=lambda f, m: calls.append((f, m)) if seed == 0 else None)
 
-    def metrics(images: torch.Tensor) -> tuple[float, float]:
-        return (warping_error(images, clip["inputs"], clip["flow"]).mean,
-                lpips_fidelity(images, clip["direct"], clip["lpips_metric"]).mean)
+        def metrics(images: torch.Tensor) -> tuple[float, float]:
+            return (warping_error(images, toy["inputs"], clip["flow"]).mean,
+                    lpips_fidelity(images, toy["direct"], clip["lpips_metric"]).mean)
 
-    with torch.no_grad():
-        smoothed = clip["g"].synthesis(smooth_latents(clip["w_edit"]))
-    return {"result": res, "calls": calls, "direct": metrics(clip["direct"]), "ours": metrics(res.images),
-            "smoothing": metrics(smoothed), "input": metrics(clip["inputs"])}
+        with torch.no_grad():
+            smoothed = toy["g"].synthesis(smooth_latents(toy["w_edit"]))
+        runs.append({"result": res, "direct": metrics(toy["direct"]), "ours": metrics(res.images),
+                     "smoothing": metrics(smoothed), "input": metrics(toy["inputs"])})
+    return {"runs": runs, "calls": calls}
 
 
 def test_two_phases_cut_warping_error(proof: dict) -> None:
-    (e_direct, _), (e_ours, l_ours) = proof["direct"], proof["ours"]
-    e_smooth, l_smooth = proof["smoothing"]
-    print(f"\nE_warp/LPIPS direct {e_direct:.4f}/0; ours {e_ours:.4f}/{l_ours:.4f}; "
-          f"smoothing {e_smooth:.4f}/{l_smooth:.4f}; input {proof['input'][0]:.4f}/{proof['input'][1]:.4f}")
-    assert e_ours <= 0.75 * e_direct, (e_ours, e_direct)      # measured 0.65
-    # Bounded fidelity: L_M pulls unmasked pixels towards the input, and on this toy the edit is global, so the
-    # result may drift towards the input, but not beyond it (measured 1.1x the input's LPIPS to the edit).
-    assert l_ours < 1.3 * proof["input"][1], (l_ours, proof["input"][1])
-    assert e_smooth < e_direct
-    res = proof["result"]
-    assert res.images.shape == (T, 3, 64, 64) and res.latents.shape == (T, res.latents.shape[1], DIM)
-    assert res.anchor == 2 and set(res.history) == {"phase1", "phase2"}
+    ratios = []
+    for seed, run in zip(PROOF_SEEDS, proof["runs"]):
+        (e_direct, _), (e_ours, l_ours) = run["direct"], run["ours"]
+        e_smooth, l_smooth = run["smoothing"]
+        print(f"\nseed {seed}: E_warp/LPIPS direct {e_direct:.4f}/0; ours {e_ours:.4f}/{l_ours:.4f}; "
+              f"smoothing {e_smooth:.4f}/{l_smooth:.4f}; input {run['input'][0]:.4f}/{run['input'][1]:.4f}")
+        ratios.append(e_ours / e_direct)
+        assert e_ours < 0.9 * e_direct, (seed, e_ours, e_direct)   # every clip improves
+        # Bounded fidelity: on this toy the edit is global and L_M pulls towards the input, so the result may
+        # drift towards the input, but not far beyond the input's own distance to the edit.
+        assert l_ours < 1.7 * run["input"][1], (seed, l_ours, run["input"][1])
+        assert e_smooth < e_direct
+        res = run["result"]
+        assert res.images.shape == (T, 3, 64, 64) and res.latents.shape == (T, res.latents.shape[1], DIM)
+        assert res.anchor == 2 and set(res.history) == {"phase1", "phase2"}
+    mean_ratio = sum(ratios) / len(ratios)
+    print(f"E_warp ratio ours/direct per seed {[round(r, 3) for r in ratios]}, mean {mean_ratio:.3f}")
+    assert mean_ratio <= 0.6, ratios                          # measured 0.51 (0.71, 0.24, 0.42, 0.67)
 
 
 def test_progress_reported_and_cancellation(clip: dict, proof: dict) -> None:

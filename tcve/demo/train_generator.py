@@ -233,6 +233,8 @@ def train(config: GeneratorTrainConfig) -> dict[str, float]:
         step_times.append(time.time() - t0)
         if first_loss is None:
             first_loss = losses[0]
+        if config.grid and step % (config.log_every * 20) == 0:
+            save_progress_grid(g, table.weight[:8].detach(), images[:8], config.grid)
         if step % config.log_every == 0:
             logger.info("glo step %d loss %.4f (%.2f s/step, %.0f s)", step0 + step, np.mean(losses[-config.log_every:]),
                         np.mean(step_times[-config.log_every:]), timer.elapsed)
@@ -297,12 +299,23 @@ def evaluate_generator(g: Generator, classifier: AttributeClassifier, codes: tor
             out[f"sample_rate_{h.name}"] = float(probs[h.name].argmax(-1).float().mean())
             out[f"data_rate_{h.name}"] = float(data_probs[h.name].argmax(-1).float().mean())
     if grid:
-        rows = [images[:8], recon[:8], samples[:8], samples[8:16]]
-        tiles = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)  # [3, 4*64, 8*64]
-        frame = ((tiles.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-        Path(grid).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(grid, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        save_grid([images[:8], recon[:8], samples[:8], samples[8:16]], grid)
     return out
+
+
+@torch.no_grad()
+def save_progress_grid(g: Generator, codes: torch.Tensor, images: torch.Tensor, path: str) -> None:
+    """Renders over their reconstructions, so a long run can be watched."""
+    recon = g.synthesis(codes[:, None].expand(-1, g.n_latent, -1), noise_mode="none")
+    save_grid([images.cpu(), recon.cpu()], path)
+
+
+def save_grid(rows: Sequence[torch.Tensor], path: str) -> None:
+    """rows of [N,3,H,W] images in [-1,1] as one PNG."""
+    tiles = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)
+    frame = ((tiles.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(path, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
 
 
 def codes_path(work_dir: str) -> Path:

@@ -4,6 +4,10 @@ StyleCLIP trains `w_edit = w + 0.1 * M(w)` with a CLIP loss towards a text, an L
 identity loss. Here the text is replaced by a classifier target (e.g. eyeglasses = yes), and identity by keeping
 the classifier's other heads unchanged plus a low-resolution L1 to the unedited image (pose, colours, hair).
 
+Training codes are the demo encoder's inversions of renders, the codes the pipeline edits (StyleCLIP trains on
+e4e inversions too). Their W+ rows differ, which matters: the mapper's PixelNorm normalises across rows, so codes
+with identical rows (plain mapping(z) samples) would reach it as signs only.
+
 Edits (one file each, StyleCLIP layout {'state_dict': {'mapper.*'}, 'opts'}):
 - eyeglasses: eyeglasses -> yes
 - angry: brows -> angry, smile -> no
@@ -45,6 +49,9 @@ EDIT_TARGETS: dict[str, dict[str, int]] = {
 class MapperTrainConfig:
     edits: str = "eyeglasses,angry,surprised"
     generator: str = str(WEIGHTS_DIR / "generator.pt")
+    encoder: str = str(WEIGHTS_DIR / "encoder_e4e.pt")  # "" = train on mapping(z) samples instead of inversions
+    n_codes: int = 2000  # renders inverted once to form the training codes
+    cache_dir: str = "/tmp/tcve-demo-cache"
     out_dir: str = str(WEIGHTS_DIR / "mappers")
     seed: int = 0
     batch: int = 16
@@ -77,13 +84,28 @@ def edit_loss(classifier: AttributeClassifier, edited: torch.Tensor, original: t
 
 
 def sample_w_plus(g: Generator, batch: int, gen: torch.Generator) -> torch.Tensor:
-    """Training codes: mapping(z), repeated over the W+ rows. [B, n_latent, style_dim]."""
+    """mapping(z) codes, repeated over the W+ rows. [B, n_latent, style_dim]."""
     with torch.no_grad():
         w = g.mapping(torch.randn(batch, g.style_dim, generator=gen))
     return w[:, None].expand(-1, g.n_latent, -1).contiguous()
 
 
-def train_one(edit: str, g: Generator, classifier: AttributeClassifier, config: MapperTrainConfig) -> dict[str, float]:
+@torch.no_grad()
+def inverted_codes(config: MapperTrainConfig) -> torch.Tensor:
+    """The encoder's W+ codes [n_codes, n_latent, style_dim] of renders from their own seed (not the test data)."""
+    from ..models import load_encoder
+    from .classifier import frames_to_image
+    from .train_common import render_dataset
+    from .train_generator import DEMO_SIZE
+
+    encoder = load_encoder(config.encoder)
+    frames, _ = render_dataset(config.n_codes, DEMO_SIZE, config.seed + 7, config.cache_dir)
+    images = frames_to_image(frames)
+    return torch.cat([encoder(images[i:i + 64]) for i in range(0, len(images), 64)])
+
+
+def train_one(edit: str, g: Generator, classifier: AttributeClassifier, config: MapperTrainConfig,
+              codes: torch.Tensor | None = None) -> dict[str, float]:
     targets = EDIT_TARGETS[edit]
     mapper = LevelsMapper(no_fine=config.no_fine, n_latent=g.n_latent, style_dim=g.style_dim)
     opt = torch.optim.Adam(mapper.parameters(), lr=config.lr)
@@ -92,7 +114,10 @@ def train_one(edit: str, g: Generator, classifier: AttributeClassifier, config: 
     hist: list[tuple[float, float, float]] = []
     step = 0
     while not timer.expired() and step < config.max_steps:
-        w = sample_w_plus(g, config.batch, gen)
+        if codes is None:
+            w = sample_w_plus(g, config.batch, gen)
+        else:
+            w = codes[torch.randint(0, len(codes), (config.batch,), generator=gen)]
         with torch.no_grad():
             original = g.synthesis(w, noise_mode="const")
         delta = MAPPER_STEP * mapper(w)
@@ -128,12 +153,13 @@ def train(config: MapperTrainConfig) -> dict[str, dict[str, float]]:
     classifier = load_classifier()
     for p in classifier.parameters():
         p.requires_grad_(False)
+    codes = inverted_codes(config) if config.encoder else None
     results = {}
     for edit in config.edits.split(","):
         if edit not in EDIT_TARGETS:
             raise ValueError(f"unknown edit {edit!r}; known: {sorted(EDIT_TARGETS)}")
         start = time.time()
-        results[edit] = train_one(edit, g, classifier, config)
+        results[edit] = train_one(edit, g, classifier, config, codes)
         logger.info("%s done in %.0f s: %s", edit, time.time() - start, results[edit])
     return results
 

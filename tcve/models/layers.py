@@ -149,6 +149,8 @@ class ModulatedConv2d(nn.Module):
     def forward_style(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """x [B, I, H, W], style [B, I] -> [B, O, H', W'] (H' = 2H when upsampling)."""
         b, c, h, w = x.shape
+        if b > 1:
+            return self._forward_batched(x, style)
         weight = self.scale * self.weight * style.reshape(b, 1, c, 1, 1)  # [B, O, I, k, k]
         if self.demodulate:
             demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8)
@@ -163,6 +165,24 @@ class ModulatedConv2d(nn.Module):
             return self.blur(out)
         out = F.conv2d(x, weight.reshape(b * self.out_channel, c, k, k), padding=self.padding, groups=b)
         return out.reshape(b, self.out_channel, out.shape[2], out.shape[3])
+
+    def _forward_batched(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """The same map for a batch: scale the input channels, run one shared-weight conv, scale the outputs.
+
+        Grouped convs with one group per sample are slow on CPUs and in cuDNN; modulating activations instead of
+        weights is exact algebra (conv is linear in its input) and batches like any conv.
+        """
+        b, c = x.shape[:2]
+        weight = self.scale * self.weight[0]  # [O, I, k, k]
+        x = x * style.reshape(b, c, 1, 1)
+        if self.upsample:
+            out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), padding=0, stride=2))
+        else:
+            out = F.conv2d(x, weight, padding=self.padding)
+        if self.demodulate:
+            demod = torch.rsqrt((style.square() @ weight.square().sum([2, 3]).T) + 1e-8)  # [B, O]
+            out = out * demod.reshape(b, self.out_channel, 1, 1)
+        return out
 
 
 class NoiseInjection(nn.Module):
