@@ -1,7 +1,7 @@
 """tcve's Gradio app. UI wiring only: the work lives in tcve.service / tcve.pipeline, the handlers in tcve.ui.
 
-``python app.py`` serves it with ``Service.from_env()`` (the FFHQ checkpoints when they can be had, tiny built-in
-networks otherwise); tests build it with an injected service: ``build_demo(Service("tiny"))``.
+``python app.py`` serves it with ``Service.from_env()`` (the FFHQ checkpoints when they can be had, the bundled demo
+models otherwise); tests build it with an injected service: ``build_demo(Service("tiny"))``.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ The x-t images stack one scanline of every frame: flicker shows as horizontal st
 
 ### Limits
 One face per clip (the largest), mostly frontal; short clips (see the presets' frame caps); heavy occlusions,
-profile views and fast motion degrade the result. Without network access the app runs tiny built-in networks
-whose edits are noise (the banner says which models are active).
+profile views and fast motion degrade the result. Without network access the app runs the bundled demo models,
+trained on procedural cartoon faces: they edit the demo clips (examples) for real, not real faces (the banner says
+which models are active).
 
 ### Citation
 ```
@@ -96,7 +97,7 @@ def build_demo(service: Service | None = None) -> gr.Blocks:
             with gr.Column(scale=2):
                 video = gr.Video(label="input video", sources=["upload", "webcam"], include_audio=True,
                                  elem_id="input-video")
-                clips = example_clips()
+                clips = example_clips(service.model_set)
                 examples = gr.Examples([[str(p)] for p in clips], inputs=[video], elem_id="examples",
                                        example_labels=[p.stem for p in clips],
                                        label="examples (a click runs the in-domain edit)")

@@ -453,6 +453,10 @@ class Service:
         return {"frames": int(out.shape[0]), "size": size, "warping_error": float(werr.mean), key: float(fid.mean)}
 
 
-def example_clips() -> list[Path]:
+def example_clips(model_set: str | None = None) -> list[Path]:
+    """The bundled clips; for the demo model set its own (demo-domain) clips come first."""
     root = Path(__file__).resolve().parents[1] / "examples"
-    return sorted(p for p in root.glob("*.mp4"))
+    clips = sorted(root.glob("*.mp4"))
+    if model_set == "demo":
+        clips.sort(key=lambda p: not p.stem.startswith("demo_"))
+    return clips

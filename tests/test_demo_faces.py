@@ -11,6 +11,8 @@ import torch
 from tcve.demo.faces import (CONTINUOUS, IDENTITY, FaceAttributes, animate_clip, attribute_range, landmarks_for,
                              render_face, sample_attributes)
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _mean_abs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(a.astype(np.float32) - b.astype(np.float32)).mean(-1)
@@ -109,7 +111,6 @@ def test_animated_clip_is_smooth_and_keeps_identity() -> None:
 def test_shipped_classifier_recognises_fresh_renders() -> None:
     from tcve.demo.classifier import HEADS, IGNORE, accuracy, frames_to_image, labels_for, load_classifier
 
-    torch.set_num_threads(1)
     model = load_classifier()
     assert sum(p.numel() for p in model.parameters()) * 4 < 1_000_000  # ships under 1 MB
     rng = np.random.default_rng(12345)  # never used in training (train/val seeds are 0 and 1000)

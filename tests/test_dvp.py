@@ -11,11 +11,12 @@ from tcve.metrics import warping_error_from_flows
 
 T, S, SHIFT = 6, 32, 4
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def video() -> dict[str, torch.Tensor]:
     """A smooth texture panning right by SHIFT px per frame, a colour 'edit' of it, and that edit with flicker."""
-    torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
     strip = F.interpolate(torch.rand(1, 3, 8, 8 + T, generator=g), size=(S, S + SHIFT * T), mode="bilinear",
                           align_corners=False)[0] * 2 - 1

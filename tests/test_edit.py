@@ -35,13 +35,7 @@ D = 64
 N_LATENT = 10  # a 64 px generator: coarse 0-3, medium 4-7, fine 8-9
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # two intra-op threads on a shared 2-core machine run these small convolutions several times slower than one
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_generator(seed: int) -> Generator:

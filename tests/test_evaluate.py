@@ -22,6 +22,7 @@ from tcve.invert import InversionConfig, PTIConfig
 from tcve.pipeline import PipelineConfig
 from tcve.video import write_video
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.mp4"
 EDITS = ["smile", "sketch"]  # one in-domain edit, one out-of-domain style
 LIGHT = EvaluateConfig(
@@ -44,7 +45,6 @@ def no_face(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def result(no_face):
-    torch.set_num_threads(1)
     fractions = []
     res = evaluate([EXAMPLE, no_face], EDITS, ServiceModels("tiny", "cpu"), LIGHT,
                    progress=lambda f, m: fractions.append(f))

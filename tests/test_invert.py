@@ -59,13 +59,7 @@ def synthetic_clip(t: int = 2, size: int = 32) -> torch.Tensor:
     return torch.stack(frames)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # two intra-op threads on a shared 2-core machine run these small convolutions ~6x slower than one
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

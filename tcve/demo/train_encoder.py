@@ -65,6 +65,7 @@ class EncoderTrainConfig:
     max_steps: int = 100_000
     half: bool = True
     threads: int = 1
+    resume: str = ""  # a previous run's output file, to continue training it
 
 
 def train(config: EncoderTrainConfig) -> dict[str, float]:
@@ -78,6 +79,9 @@ def train(config: EncoderTrainConfig) -> dict[str, float]:
     images = frames_to_image(frames)
     features = DomainFeatures(load_classifier()) if CLASSIFIER_WEIGHTS.exists() and config.feature_weight > 0 else None
     encoder = build_demo_encoder(g.n_latent, g.style_dim)
+    if config.resume:
+        state = load_torch_file(config.resume)["state_dict"]
+        encoder.load_state_dict({k.removeprefix("encoder."): v.float() for k, v in state.items()})
     latent_avg = g.latent_avg.clone()
     spread = codes.std(0).mean()
     opt = torch.optim.Adam(encoder.parameters(), lr=config.lr)

@@ -15,9 +15,12 @@ Output: a rosinality-layout file {'g_ema': state_dict, 'latent_avg': [style_dim]
 learned codes and attribute labels of the training renders (`generator.codes.pt`, used by train_directions,
 train_encoder and train_style).
 
-    nice -n 19 python -m tcve.demo.train_generator --max-steps 6000 --budget-s 1e9 --grid /tmp/demo_gen.png
+    python -m tcve.demo.train_generator --max-steps 5184 --budget-s 1e9 --threads 2 --grid /tmp/demo_gen.png
 
-Runs are seeded; with --max-steps (not the wall-clock budget) as the stopping rule they are repeatable.
+The shipped file is that run: 5184 steps in 30 minutes on two CPU cores (0.35 s/step), final L1 0.044 on training
+renders; the demo classifier reads every attribute of the reconstructions with 0.90-1.00 accuracy and is 0.97 sure
+of random samples on average. Runs are seeded; with --max-steps (not the wall-clock budget) as the stopping rule
+they are repeatable (up to float reduction order across thread counts).
 """
 
 from __future__ import annotations
@@ -60,12 +63,13 @@ class GeneratorTrainConfig:
     seed: int = 0
     n_images: int = 4000
     batch: int = 16
-    lr_g: float = 2e-3
+    lr_g: float = 1e-2
     lr_codes: float = 1e-2
-    code_noise: float = 0.2  # std of the code perturbation, relative to the codes' per-dimension std
+    beta1: float = 0.9  # Adam's first moment for the synthesis weights (a regression: momentum halves the steps)
+    code_noise: float = 0.1  # std of the code perturbation, relative to the codes' per-dimension std
     code_reg: float = 1e-3  # pull of each code towards the codes' mean (keeps the cloud compact and Gaussian-like)
     feature_weight: float = 1.0  # weight of the classifier-feature loss (0 disables it)
-    budget_s: float = 3600.0  # wall time of the glo stage
+    budget_s: float = 1800.0  # wall time of the glo stage
     max_steps: int = 1_000_000
     log_every: int = 25
     cache_dir: str = "/tmp/tcve-demo-cache"
@@ -204,7 +208,7 @@ def train(config: GeneratorTrainConfig) -> dict[str, float]:
     if features is not None:
         features = features.to(device)
     synthesis_params = [p for n, p in g.named_parameters() if not n.startswith("style.")]
-    opt = torch.optim.Adam(synthesis_params, lr=config.lr_g, betas=(0.0, 0.99))
+    opt = torch.optim.Adam(synthesis_params, lr=config.lr_g, betas=(config.beta1, 0.99))
     opt_codes = torch.optim.SparseAdam(table.parameters(), lr=config.lr_codes)
     gen = torch.Generator().manual_seed(config.seed)
     timer = Timer(config.budget_s)

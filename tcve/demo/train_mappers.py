@@ -55,7 +55,7 @@ class MapperTrainConfig:
     out_dir: str = str(WEIGHTS_DIR / "mappers")
     seed: int = 0
     batch: int = 16
-    lr: float = 5e-3
+    lr: float = 0.5  # StyleCLIP's: its EqualLinear layers have lr_mul 0.01
     l2_weight: float = 0.8  # StyleCLIP's latent L2 lambda
     keep_weight: float = 1.0  # KL of the untouched classifier heads
     image_weight: float = 2.0  # L1 between 16x16 thumbnails of the edited and the original image
