@@ -527,7 +527,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                               "'auto' or a cluster address (needs `pip install ray`)")
     parser.add_argument("--out-dir", help="write results.md, results.csv and command.txt here")
     parser.add_argument("--models", choices=("auto", *MODEL_SETS), default="auto",
-                        help="network set (auto: $TCVE_MODELS, else ffhq when cached or reachable, else tiny)")
+                        help="network set (auto: $TCVE_MODELS, else ffhq when cached or reachable, else the demo "
+                             "pack, else tiny)")
     parser.add_argument("--device", default=os.environ.get("TCVE_DEVICE", "auto"), help="auto | cpu | cuda[:N]")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
