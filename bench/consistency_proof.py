@@ -1,4 +1,4 @@
-"""The consistency proof's table (the shape of the paper's Table 3) on the seeded toy clips of tests/test_consistency.py.
+"""The consistency proof's table (the shape of the paper's Table 3) on the seeded toy clips of the consistency test.
 
 Direct edit, latent smoothing, phase 1 only, phase 2 only and both phases on ``tcve.tiny.flickering_toy_clip``
 (tiny random generator, smooth latent path, direct edit = fixed direction + i.i.d. latent jitter), OpenCV DIS flow
@@ -40,7 +40,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    lpips, lpips_metric = SpatialLPIPS("alex", backbone="random"), SpatialLPIPS("alex", backbone="random", spatial=False)
+    lpips = SpatialLPIPS("alex", backbone="random")
+    lpips_metric = SpatialLPIPS("alex", backbone="random", spatial=False)
     flow = DisFlow("medium")
     methods = ("direct", "smoothing", "phase 1 only", "phase 2 only", "phases 1+2")
     table: dict[str, list[tuple[float, float]]] = {m: [] for m in methods}
@@ -49,7 +50,8 @@ def main() -> None:
         g, w, inputs, direct = toy["g"], toy["w_edit"], toy["inputs"], toy["direct"]
         with torch.no_grad():
             videos = {"direct": direct, "smoothing": g.synthesis(smooth_latents(w))}
-        for name, run in (("phase 1 only", phase1_only), ("phase 2 only", phase2_only), ("phases 1+2", run_consistency)):
+        runs = (("phase 1 only", phase1_only), ("phase 2 only", phase2_only), ("phases 1+2", run_consistency))
+        for name, run in runs:
             videos[name] = run(g, w, inputs, flow, lpips, proof_config()).images
         for name, video in videos.items():
             table[name].append((warping_error(video, inputs, flow).mean,

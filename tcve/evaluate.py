@@ -36,14 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from .consistency import ConsistencyConfig, phase1_only, phase2_only, run_consistency
 from .dvp import DVPConfig, deep_video_prior
 from .edit import EDITS, EditSpec, UnknownEdit
 from .errors import Cancelled, TcveError
 from .invert import render, with_pti_steps
-from .metrics import lpips_fidelity, warping_error_from_flows
+from .metrics import consecutive_flows, lpips_fidelity, resize_square, warping_error_from_flows
 from .pipeline import PipelineConfig, PipelineModels, consistency_config_for, prepare_clip
 from .smoothing import SmoothingConfig, smooth_latents
 from .video import probe
@@ -149,23 +148,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    return F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-
-
-@torch.no_grad()
-def _input_flows(reference: torch.Tensor, models: PipelineModels, batch: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward and backward flows ``[T-1,2,H,W]`` of the input crops (as ``metrics.warping_error``), once per clip."""
-    fws, bws = [], []
-    for s in range(0, reference.shape[0] - 1, batch):
-        a = reference[s:s + batch + 1]
-        fws.append(models.flow(a[:-1], a[1:]).float())
-        bws.append(models.flow(a[1:], a[:-1]).float())
-    return torch.cat(fws), torch.cat(bws)
-
-
 def _read_options(path: str | os.PathLike[str], config: EvaluateConfig) -> PipelineConfig:
     pipeline = config.pipeline
     if config.max_frames:
@@ -200,10 +182,10 @@ def evaluate_clip(path: str | os.PathLike[str], edit_name: str, models: Pipeline
         raise TcveError(f"'{name}' has {n} frame after trimming; the warping error needs at least two.")
     size = int(inputs.shape[-1])
     metrics_size = min(config.metrics_size, size)  # never upsampled (tiny models are 64 px)
-    reference = _resize(inputs, metrics_size)
-    flows = _input_flows(reference, models)
+    reference = resize_square(inputs, metrics_size)
+    flows = consecutive_flows(reference, models.flow)
     scorer = models.metric_lpips or models.lpips
-    direct_small = _resize(direct, metrics_size)
+    direct_small = resize_square(direct, metrics_size)
 
     def produce(method: str) -> torch.Tensor:
         if method == "direct":
@@ -226,7 +208,7 @@ def evaluate_clip(path: str | os.PathLike[str], edit_name: str, models: Pipeline
         video = produce(method).detach()
         _sync(device)
         seconds = prepare_seconds if method == "direct" else time.perf_counter() - t1
-        small = _resize(video, metrics_size)
+        small = resize_square(video, metrics_size)
         werr = warping_error_from_flows(small, *flows)
         fidelity = 0.0 if method == "direct" else lpips_fidelity(small, direct_small, scorer).mean
         rows.append(Row(name, edit_name, domain, method, n, float(werr.mean), float(fidelity), round(seconds, 3)))
@@ -502,7 +484,8 @@ def config_for_preset(preset: str, methods: tuple[str, ...] = METHODS, max_frame
         dvp = replace(dvp, max_size=dvp_max_size)
     pipeline = PipelineConfig()
     if pti_steps is not None:
-        inversion = with_pti_steps(pipeline.inversion, pti_steps) if pti_steps else replace(pipeline.inversion, pti=None)
+        inversion = (with_pti_steps(pipeline.inversion, pti_steps) if pti_steps
+                     else replace(pipeline.inversion, pti=None))
         pipeline = replace(pipeline, inversion=inversion)
     return EvaluateConfig(methods=methods, pipeline=pipeline, dvp=dvp, metrics_size=metrics_size,
                           fast_pairs=8 if preset == "fast" else None, max_frames=max_frames)
@@ -520,7 +503,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="paper: official consistency settings; fast: same epochs, 8 pairs per step + bf16")
     parser.add_argument("--max-frames", type=int, help="first N frames of each clip (default: whole clips)")
     parser.add_argument("--metrics-size", type=int, default=256, help="metrics on aligned crops of this side")
-    parser.add_argument("--pti-steps", type=int, help="PTI passes of in-domain inversions (default 200; 0: encoder only)")
+    parser.add_argument("--pti-steps", type=int,
+                        help="PTI passes of in-domain inversions (default 200; 0: encoder only)")
     parser.add_argument("--dvp-epochs", type=int, help="DVP epochs (default 25, the official setting)")
     parser.add_argument("--dvp-max-size", type=int, help="train DVP at most at this side (default: full size)")
     parser.add_argument("--ray-address", help="run one Ray task per clip x edit: 'local' (a Ray instance here), "

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .flow import FlowEstimator, warp
@@ -37,6 +38,8 @@ __all__ = [
     "lai_non_occlusion_mask",
     "warping_error_from_flows",
     "warping_error",
+    "consecutive_flows",
+    "resize_square",
     "lpips_fidelity",
     "xt_slice",
 ]
@@ -105,7 +108,8 @@ def warping_error_from_flows(video: torch.Tensor, flows_fw: torch.Tensor, flows_
     if video.shape[0] < 2:
         raise ValueError("warping error needs at least 2 frames")
     if flows_fw.shape[0] != video.shape[0] - 1 or flows_bw.shape != flows_fw.shape:
-        raise ValueError(f"need T-1={video.shape[0] - 1} flows each way, got {tuple(flows_fw.shape)}, {tuple(flows_bw.shape)}")
+        raise ValueError(f"need T-1={video.shape[0] - 1} flows each way, got {tuple(flows_fw.shape)}, "
+                         f"{tuple(flows_bw.shape)}")
     flows_fw = flows_fw.to(video.device, torch.float32)
     flows_bw = flows_bw.to(video.device, torch.float32)
     rgb = (video.float() + 1.0) / 2.0
@@ -132,12 +136,28 @@ def warping_error(video: torch.Tensor, input_video: torch.Tensor, flow: FlowEsti
     input_video = frames_to_images(input_video).to(video.device)
     if input_video.shape != video.shape:
         raise ValueError(f"video {tuple(video.shape)} and input_video {tuple(input_video.shape)} differ in shape")
+    return warping_error_from_flows(video, *consecutive_flows(input_video, flow, batch_size), padding_mode)
+
+
+@torch.no_grad()
+def consecutive_flows(video: torch.Tensor, flow: FlowEstimator, batch_size: int = 8
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward (t -> t+1) and backward (t+1 -> t) flows ``[T-1,2,H,W]`` of ``video`` ``[T,3,H,W]``: what E_warp warps
+    with. Estimate them once per input clip and score every output with ``warping_error_from_flows``."""
     fws, bws = [], []
     for s in range(0, video.shape[0] - 1, batch_size):
-        a = input_video[s:s + batch_size + 1]
+        a = video[s:s + batch_size + 1]
         fws.append(flow(a[:-1], a[1:]).float())
         bws.append(flow(a[1:], a[:-1]).float())
-    return warping_error_from_flows(video, torch.cat(fws), torch.cat(bws), padding_mode)
+    return torch.cat(fws), torch.cat(bws)
+
+
+def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Images ``[B,3,H,W]`` resized to ``size`` x ``size`` (antialiased bilinear), unchanged when already that size:
+    how outputs are brought to the metrics resolution."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 @torch.no_grad()

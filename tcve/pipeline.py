@@ -1,4 +1,4 @@
-"""The whole edit of one clip: read → track and align → invert → direct edit → consistency → stitch → paste → write.
+"""The whole edit of one clip: read → track, align → invert → direct edit → consistency → stitch → paste → write.
 
 ``edit_video`` takes its networks as a ``PipelineModels`` (real checkpoints, the demo pack or tiny random models:
 see ``tcve.service``) and its settings as one ``PipelineConfig``, reports progress as ``progress(fraction, message)``
@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .align import AlignConfig, AlignTransform, align_frames, compute_transforms, detect_and_track, paste_frames
@@ -30,7 +29,8 @@ from .errors import Cancelled
 from .flow import FlowEstimator
 from .invert import OUT_OF_DOMAIN, Inversion, InversionConfig, invert_video, render
 from .landmarks import LandmarkDetector
-from .metrics import frames_to_images, images_to_frames, lpips_fidelity, warping_error, xt_slice
+from .metrics import (consecutive_flows, frames_to_images, images_to_frames, lpips_fidelity, resize_square,
+                      warping_error_from_flows, xt_slice)
 from .smoothing import SmoothingConfig, smooth_latents
 from .stitch import StitchConfig, stitch_tune
 from .video import AudioSource, ReadOptions, VideoInfo, VideoLimits, VideoWriter, iter_frames, probe, side_by_side
@@ -79,6 +79,11 @@ class PipelineModels:
     @property
     def device(self) -> torch.device:
         return next(self.generator.parameters()).device
+
+    def crop_config(self, base: AlignConfig = AlignConfig()) -> AlignConfig:
+        """``base`` with the generator's crop: its resolution and framing."""
+        return replace(base, output_size=int(getattr(self.generator, "size")), quad_scale=self.framing[0],
+                       quad_shift=self.framing[1])
 
 
 @dataclass
@@ -146,12 +151,6 @@ def _to_images(crops: list[np.ndarray], device: torch.device) -> torch.Tensor:
     return frames_to_images(np.stack(crops)).to(device)
 
 
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    if images.shape[-1] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-
-
 def consistency_config_for(config: PipelineConfig, domain: str, edit_name: str, size: int) -> ConsistencyConfig:
     if config.consistency is not None:
         return config.consistency
@@ -166,16 +165,17 @@ def _metrics(config: PipelineConfig, models: PipelineModels, inputs: torch.Tenso
              outputs: dict[str, torch.Tensor], report: ProgressFn) -> tuple[dict[str, Any], dict[str, list[float]],
                                                                             dict[str, np.ndarray]]:
     size = config.metrics_size
-    reference = _resize(inputs, size)
+    reference = resize_square(inputs, size)
     metrics: dict[str, Any] = {"metrics_size": size}
     curves: dict[str, list[float]] = {}
     xt: dict[str, np.ndarray] = {}
     if reference.shape[0] < 2:
         return metrics, curves, xt
+    flows = consecutive_flows(reference, models.flow)  # of the input, once for every output
     for i, (name, video) in enumerate(outputs.items()):
-        video = _resize(video, size)
+        video = resize_square(video, size)
         with torch.no_grad():
-            werr = warping_error(video, reference, models.flow)
+            werr = warping_error_from_flows(video, *flows)
         metrics[f"warping_error_{name}"] = float(werr.mean)
         curves[name] = [float(v) for v in werr.per_pair]
         xt[name] = xt_slice(video.detach().cpu())
@@ -186,7 +186,7 @@ def _metrics(config: PipelineConfig, models: PipelineModels, inputs: torch.Tenso
             if name == "direct":
                 continue
             with torch.no_grad():
-                fid = lpips_fidelity(_resize(video, size), _resize(outputs["direct"], size), scorer)
+                fid = lpips_fidelity(resize_square(video, size), resize_square(outputs["direct"], size), scorer)
             metrics[f"lpips_to_direct_{name}"] = float(fid.mean)
     return metrics, curves, xt
 
@@ -216,8 +216,7 @@ def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
     # -- read (probe: limits, fps, audio; frames are streamed) and track the main face
     info = probe(input_path, config.read, config.limits)
     stages.done("read")
-    size = int(getattr(models.generator, "size"))
-    align_cfg = replace(config.align, output_size=size, quad_scale=models.framing[0], quad_shift=models.framing[1])
+    align_cfg = models.crop_config(config.align)
     track = detect_and_track(iter_frames(input_path, config.read), models.detector, align_cfg)
     messages.extend(track.messages)
     transforms = compute_transforms(track, align_cfg)

@@ -1,7 +1,8 @@
 """What the app and the CLI talk to: which networks are active, presets, input checks, a result cache.
 
 ``Service.from_env()`` picks the real FFHQ checkpoints when they are cached or the Hub can be reached (they are then
-fetched on first use), and tiny built-in random networks otherwise, and says which in ``banner``. Networks are built
+fetched on first use), the bundled demo models otherwise (tiny random networks when the pack is missing), and says
+which in ``banner``. Networks are built
 lazily on first use, once per service (``prepare`` fetches the checkpoints first, reporting progress).
 
 Presets ('Preview', 'Paper settings') resolve per edit domain and model set in ``config_for``, which also applies the
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from . import checkpoints
-from .align import AlignConfig, align_frames, compute_transforms, detect_and_track
+from .align import align_frames, compute_transforms, detect_and_track
 from .consistency import ConsistencyConfig
 from .cache import StageCache
 from .edit import (EDITS, EditConfig, EditLoaders, EditSpec, NadaTrainConfig, TextEditConfig, UnknownEdit,
@@ -183,31 +184,25 @@ class Service:
         from .landmarks import load_detector
         from .losses import SpatialLPIPS
 
-        if self.model_set == "demo":
-            from .demo.models import DEMO_FRAMING, load_demo_networks
+        if self.model_set in ("demo", "tiny"):
             from .flow import DisFlow
 
-            demo = load_demo_networks(self.device)
-            # No pretrained LPIPS backbone offline: a random one, as the tiny set (losses and masks still work).
-            return PipelineModels(
-                generator=demo.generator, encoder=demo.encoder,
-                lpips=SpatialLPIPS("alex", backbone="random").to(self.device), flow=DisFlow("medium"),
-                metric_lpips=SpatialLPIPS("alex", backbone="random", spatial=False).to(self.device),
-                detector=load_detector("mediapipe"), edit_loaders=demo.edit_loaders,
-                label="bundled demo models", framing=DEMO_FRAMING,
-            )
-        if self.model_set == "tiny":
-            from .flow import DisFlow
+            # Offline sets: no pretrained LPIPS backbone (a random one: losses and masks still work), DIS flow,
+            # MediaPipe landmarks (its model ships in the wheel).
+            offline = dict(lpips=SpatialLPIPS("alex", backbone="random").to(self.device), flow=DisFlow("medium"),
+                           metric_lpips=SpatialLPIPS("alex", backbone="random", spatial=False).to(self.device),
+                           detector=load_detector("mediapipe"))
+            if self.model_set == "demo":
+                from .demo.models import DEMO_FRAMING, load_demo_networks
+
+                demo = load_demo_networks(self.device)
+                return PipelineModels(generator=demo.generator, encoder=demo.encoder, edit_loaders=demo.edit_loaders,
+                                      label="bundled demo models", framing=DEMO_FRAMING, **offline)
             from .tiny import tiny_edit_loaders, tiny_encoder, tiny_generator
 
             generator = tiny_generator().to(self.device)
-            return PipelineModels(
-                generator=generator, encoder=tiny_encoder(generator).to(self.device),
-                lpips=SpatialLPIPS("alex", backbone="random").to(self.device), flow=DisFlow("medium"),
-                metric_lpips=SpatialLPIPS("alex", backbone="random", spatial=False).to(self.device),
-                detector=load_detector("mediapipe"), edit_loaders=tiny_edit_loaders(generator),
-                label="tiny random networks",
-            )
+            return PipelineModels(generator=generator, encoder=tiny_encoder(generator).to(self.device),
+                                  edit_loaders=tiny_edit_loaders(generator), label="tiny random networks", **offline)
         from .flow import load_flow_estimator
         from .models import load_encoder, load_generator
 
@@ -284,8 +279,7 @@ class Service:
         """The aligned crop of the first frame, as the generator will see it (uint8 HWC)."""
         models = self.prepare()
         first = next(iter_frames(path, options))
-        config = AlignConfig(output_size=int(models.generator.size), quad_scale=models.framing[0],
-                             quad_shift=models.framing[1])
+        config = models.crop_config()
         track = detect_and_track([first], models.detector, config)
         return next(align_frames([first], compute_transforms(track, config), config))
 

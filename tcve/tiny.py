@@ -94,7 +94,8 @@ def tiny_edit_loaders(generator: Generator, seed: int = 0) -> EditLoaders:
 
 
 def flickering_toy_clip(seed: int = 0, frames: int = 5, jitter: float = 0.5, motion: float = 0.1,
-                        edit_strength: float = 0.5, style_dim: int = 32, size: int = 64) -> dict[str, torch.Tensor | nn.Module]:
+                        edit_strength: float = 0.5, style_dim: int = 32,
+                        size: int = 64) -> dict[str, torch.Tensor | nn.Module]:
     """The consistency proof's toy: a smooth latent path and a flickering direct edit of it.
 
     A tiny random generator whose 16-64 px to_rgb layers are damped (smooth images on which classical flow works)

@@ -96,8 +96,8 @@ def load_demo_networks(device: torch.device | str = "cpu") -> DemoNetworks:
 
     for name in REQUIRED:
         if not demo_path(name).exists():
-            raise CheckpointUnavailable(name, None, str(demo_path(name)),
-                                        "the demo pack is not trained here: see tcve/demo (python -m tcve.demo.train_*)")
+            raise CheckpointUnavailable(name, None, str(demo_path(name)), "the demo pack is not trained here: "
+                                        "see tcve/demo (python -m tcve.demo.train_*)")
     generator = load_generator(demo_path("demo-stylegan2-64")).to(device).eval().requires_grad_(False)
     encoder = load_encoder(demo_path("demo-e4e")).to(device).eval().requires_grad_(False)
     return DemoNetworks(generator, encoder, demo_edit_loaders(device))

@@ -3,7 +3,8 @@
 Adversarial training is far too slow on two CPU cores, so the generator is fitted as a decoder:
 
 1. Stage "glo": every training render i gets a free W code w_i [style_dim] (initialised from a random embedding of
-   the render's ground-truth attributes, see `initial_codes`). Codes and synthesis weights are optimised jointly on reconstruction: L1 at full and half resolution
+   the render's ground-truth attributes, see `initial_codes`). Codes and synthesis weights are optimised jointly on
+   reconstruction: L1 at full and half resolution
    plus, when the demo classifier is available, an L1 on its first feature maps (a perceptual loss that knows the
    domain; no pretrained LPIPS exists offline). Codes are perturbed with Gaussian noise during training so that the
    neighbourhood of each code also decodes to a face, which is what makes sampling and editing work afterwards.
@@ -240,7 +241,8 @@ def train(config: GeneratorTrainConfig) -> dict[str, float]:
         if config.grid and step % (config.log_every * 20) == 0:
             save_progress_grid(g, table.weight[:8].detach(), images[:8], config.grid)
         if step % config.log_every == 0:
-            logger.info("glo step %d loss %.4f (%.2f s/step, %.0f s)", step0 + step, np.mean(losses[-config.log_every:]),
+            logger.info("glo step %d loss %.4f (%.2f s/step, %.0f s)", step0 + step,
+                        np.mean(losses[-config.log_every:]),
                         np.mean(step_times[-config.log_every:]), timer.elapsed)
         step += 1
     glo_seconds = timer.elapsed
