@@ -126,6 +126,10 @@ class ConsistencyConfig:
     visibility_k: float = 5.0             # exp(-k*eps): official 5, paper 10
     photometric_range: Literal["255", "unit"] = "255"   # photometric LPIPS input: official [0,255], paper [-1,1]
     eps_mode: Literal["masked", "l1"] = "masked"       # L_eps: official <eps, M>, paper plain mean |eps|
+    # warp of the photometric loss and the warped anchor masks: official flow_warp (align_corners=False on a
+    # (W-1)-normalised grid, edge-touching samples zeroed) or 'aligned' (exact identity at zero flow); the
+    # forward-backward error always uses the aligned sampler, as the official occlusion() does
+    warp_convention: Literal["official", "aligned"] = "official"
     scale_factor: int = 4                 # working resolution = size / scale_factor (official 4: 1024 -> 256)
     downsample_mode: str = "nearest"      # official F.interpolate default (nearest)
     pd_mask_resolution: Literal["full", "working"] = "full"  # official: LPIPS mask at 1024, then downsampled
@@ -173,7 +177,7 @@ class ConsistencyConfig:
             freeze_last_layers=not inn,
         )
         cfg = cls(domain=domain, phase1=p1, phase2=p2, use_pd_masks=inn, visibility_k=10.0,
-                  photometric_range="unit", eps_mode="l1")
+                  photometric_range="unit", eps_mode="l1", warp_convention="aligned")
         return replace(cfg, **overrides)
 
     def fast(self, pairs_per_step: int = 8) -> ConsistencyConfig:
@@ -204,6 +208,8 @@ OPTION_TABLE: tuple[tuple[str, str, str], ...] = (
     ("visibility_k", "5 (exp(-5 eps), eps in px at 256^2)", "10"),
     ("photometric_range", "'255' (LPIPS fed [0,255])", "'unit' ([-1,1])"),
     ("eps_mode", "'masked' (mask-weighted mean of eps)", "'l1' (plain mean of eps)"),
+    ("warp_convention", "'official' (align_corners=False on a (W-1)-normalised grid, edge samples zeroed)",
+     "'aligned' (warp unstated; align_corners=True, zero flow = identity)"),
     ("scale_factor / downsample_mode", "4 / nearest (flow+losses at 256^2)", "unstated"),
     ("pd_mask_resolution", "'full' (LPIPS at 1024, nearest-downsampled)", "unstated"),
     ("flow_grad", "True (gradients through RAFT, 20 iters)", "True ('all differentiable')"),
@@ -438,7 +444,7 @@ def _masks_and_photo(ctx: _Ctx, x_a: torch.Tensor, x_i: torch.Tensor, f_ai: torc
         m_i = fuse_masks(m_i, pd_i)
         m_a = fuse_masks(m_a, pd_a.expand(k, -1, -1, -1))
     photo = photometric_loss(ctx.lpips, x_a.expand(k, -1, -1, -1), x_i, f_ai, f_ia, m_a, m_i,
-                             lpips_input_range=cfg.photometric_range)
+                             lpips_input_range=cfg.photometric_range, warp_convention=cfg.warp_convention)
     eps_loss = fb_consistency_loss(e_a, e_i, m_a, m_i, mode=cfg.eps_mode) if lambda_eps else photo.new_zeros(())
     tv = flow_tv(f_ai) + flow_tv(f_ia) if w_tv else photo.new_zeros(())
     return photo, eps_loss, tv
@@ -488,7 +494,7 @@ def _run_phase1(ctx: _Ctx, g0: nn.Module, w_edit: torch.Tensor, mapper: nn.Modul
         pd_a = pd_i = pd_out = None
         if use_pd:
             pd_a = ctx.pd_mask(full_a, ctx.down(full_a), a_idx)     # carries gradient to the mapper (official)
-            warped_a = warp(pd_a.expand(len(idx), -1, -1, -1), f_ai)
+            warped_a = warp(pd_a.expand(len(idx), -1, -1, -1), f_ai, convention=cfg.warp_convention)
             if p1.pd_mask_source == "warped_anchor":
                 pd_i = pd_out = warped_a
             else:
@@ -567,7 +573,8 @@ def _run_phase2(ctx: _Ctx, g0: nn.Module, latents: torch.Tensor, frac0: float, f
         out = photo.new_zeros(())
         if w_out:
             paper_clamp = p2.out_mask_power == 1.0
-            m_i = warp(pd_a.expand(k, -1, -1, -1), f_ai) if p2.out_mask_source == "warped_anchor" else pd_i
+            m_i = (warp(pd_a.expand(k, -1, -1, -1), f_ai, convention=cfg.warp_convention)
+                   if p2.out_mask_source == "warped_anchor" else pd_i)
             out = (out_of_mask_loss(ctx.lpips, x_i, ctx.inputs_work[idx], m_i, p2.out_mask_power, paper_clamp)
                    + out_of_mask_loss(ctx.lpips, x_a, y_a, pd_a, p2.out_mask_power, paper_clamp))
         reg = photo.new_zeros(())

@@ -81,6 +81,7 @@ def test_presets_carry_named_differences() -> None:
     assert (off.phase2.out_mask_boost, off.phase2.out_mask_power) == (15.0, 4.0)
     assert out.phase2.freeze_last_layers and not out.use_pd_masks and out.phase2.lr == 8e-4 and out.phase1.epochs == 5
     assert off.scale_factor == 4 and off.pairs_per_step == 1 and off.flow_grad
+    assert (off.warp_convention, pap.warp_convention, out.warp_convention) == ("official", "aligned", "official")
     for option, _, _ in OPTION_TABLE:   # every README row names real fields
         if option == "mapper":                 # a run_consistency argument, not a config field
             continue
@@ -111,6 +112,16 @@ def test_phase1_gradients_reach_the_mapper_only(clip: dict) -> None:
         expect = clip["w_edit"] + 0.5 * res.mapper(clip["w_edit"])
     torch.testing.assert_close(res.latents, expect)
     assert torch.equal(res.latents[:, 8:], clip["w_edit"][:, 8:])
+
+
+def test_warp_convention_reaches_the_photometric_term(clip: dict) -> None:
+    photo = {}
+    for convention in ("official", "aligned"):
+        cfg = _toy_config(run_phase2=False, warp_convention=convention,
+                          phase1=Phase1Config(epochs=1, lr=0.0, alpha=1.0))
+        res = run_phase1(clip["g"], clip["w_edit"], clip["inputs"], clip["flow"], clip["lpips"], cfg)
+        photo[convention] = res.history["photo"][0]
+    assert abs(photo["official"] - photo["aligned"]) > 1e-3 * photo["aligned"], photo
 
 
 def test_phase2_tunes_only_unfrozen_layers(clip: dict) -> None:
