@@ -10,6 +10,7 @@ clip's mean frame-to-frame code change for scale), the loss of the first and the
 steps) and E_warp of the rendered codes (flows of the input clip).
 
     python -m bench.phase1_fresh_mapper               # 9 frames, 10 epochs, seed 0
+    python -m bench.phase1_fresh_mapper --fresh-lrs 0.005 0.01   # and other fresh-mapper lrs
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fresh-lrs", type=float, nargs="*", default=[],
+                        help="also run the new parameterisation at these fresh_mapper_lr values")
     args = parser.parse_args()
+    variants = dict(VARIANTS)
+    variants.update({f"lr_mul 1, lr {lr:g}, L_rf on alpha*M": dict(fresh_mapper_lr=lr) for lr in args.fresh_lrs})
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     nets = load_demo_networks()
@@ -59,7 +64,7 @@ def main() -> None:
     print("| fresh mapper | mean abs(W^ - W) | max | loss epoch 1 | loss last epoch | change | E_warp | s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     steps = args.frames - 1
-    for label, options in VARIANTS.items():
+    for label, options in variants.items():
         cfg = ConsistencyConfig.in_domain(progress_every=1000, phase1=Phase1Config(epochs=args.epochs, alpha=0.04,
                                                                                   **options))
         start = time.perf_counter()
