@@ -31,6 +31,8 @@ pastes it back, keeping the audio.
 ### Metrics
 **E_warp**: the warping error (Lai et al. 2018) on the aligned crops, flows from the input clip; lower is more stable.
 **LPIPS to direct**: how far the consistent result moved from the direct edit; small means the edit is kept.
+**TL-ID / TG-ID** (Stitch-it-in-Time): frame-to-frame (all-pairs) identity similarity of the result relative to the
+input's, 1 = as consistent as the input; **ID-sim**: identity similarity to the input (ArcFace on FFHQ).
 The x-t images stack one scanline of every frame: flicker shows as horizontal streaks.
 
 ### Limits
@@ -121,8 +123,7 @@ def build_demo(service: Service | None = None) -> gr.Blocks:
                     with gr.Tab("Compare"):
                         side = gr.Video(label="input | direct | consistent (one video: plays in sync)",
                                         elem_id="side-by-side")
-                        table = gr.Dataframe(headers=["video", "E_warp", "LPIPS to direct"], label="metrics",
-                                             interactive=False)
+                        table = gr.Dataframe(headers=list(ui.METRIC_COLUMNS), label="metrics", interactive=False)
                         curves = gr.LinePlot(x="pair", y="warping error", color="video",
                                              label="warping error per frame pair")
                         xt = gr.Gallery(label="x-t scanline images", columns=4, height=220)

@@ -141,6 +141,9 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     if "warping_error_direct" in m and "warping_error_consistent" in m:
         print(f"E_warp direct {m['warping_error_direct']:.4g}  consistent {m['warping_error_consistent']:.4g}  "
               f"LPIPS to direct {m.get('lpips_to_direct_consistent', float('nan')):.4g}")
+    if "tl_id_consistent" in m:
+        print(f"TL-ID direct {m['tl_id_direct']:.4f}  consistent {m['tl_id_consistent']:.4f}  "
+              f"TG-ID consistent {m['tg_id_consistent']:.4f}  ID-sim consistent {m['id_sim_consistent']:.4f}")
     return EXIT_OK
 
 
@@ -201,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models(edit)
     edit.set_defaults(run=_cmd_edit)
 
-    metrics = sub.add_parser("metrics", help="warping error (and LPIPS) of a video")
+    metrics = sub.add_parser("metrics", help="warping error, LPIPS and identity (TL-ID, TG-ID, ID-sim) of a video")
     metrics.add_argument("video")
     metrics.add_argument("--reference", required=True, help="the input clip: its flows define E_warp")
     metrics.add_argument("--direct", help="LPIPS is measured to this video (default: to the reference)")

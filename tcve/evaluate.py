@@ -42,6 +42,7 @@ from .dvp import DVPConfig, deep_video_prior
 from .edit import EDITS, EditSpec, UnknownEdit
 from .errors import Cancelled, TcveError
 from .invert import render, with_pti_steps
+from .identity import embed, identity_scores
 from .metrics import consecutive_flows, lpips_fidelity, resize_square, warping_error_from_flows
 from .pipeline import PipelineConfig, PipelineModels, consistency_config_for, prepare_clip
 from .smoothing import SmoothingConfig, smooth_latents
@@ -107,6 +108,9 @@ class Row:
     warping_error: float
     lpips: float
     seconds: float
+    tl_id: float = math.nan  # STIT's identity metrics against the input crops (NaN: no identity network)
+    tg_id: float = math.nan
+    id_sim: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,9 @@ class Summary:
     seconds: float
     count: int
     edit: str = ""
+    tl_id: float = math.nan
+    tg_id: float = math.nan
+    id_sim: float = math.nan
 
 
 @dataclass
@@ -186,6 +193,7 @@ def evaluate_clip(path: str | os.PathLike[str], edit_name: str, models: Pipeline
     flows = consecutive_flows(reference, models.flow)
     scorer = models.metric_lpips or models.lpips
     direct_small = resize_square(direct, metrics_size)
+    source_identity = embed(models.identity, inputs) if models.identity is not None else None
 
     def produce(method: str) -> torch.Tensor:
         if method == "direct":
@@ -211,7 +219,10 @@ def evaluate_clip(path: str | os.PathLike[str], edit_name: str, models: Pipeline
         small = resize_square(video, metrics_size)
         werr = warping_error_from_flows(small, *flows)
         fidelity = 0.0 if method == "direct" else lpips_fidelity(small, direct_small, scorer).mean
-        rows.append(Row(name, edit_name, domain, method, n, float(werr.mean), float(fidelity), round(seconds, 3)))
+        ids = (identity_scores(embed(models.identity, video), source_identity) if source_identity is not None
+               else None)
+        rows.append(Row(name, edit_name, domain, method, n, float(werr.mean), float(fidelity), round(seconds, 3),
+                        *((ids.tl_id, ids.tg_id, ids.id_sim) if ids else ())))
         log.info("%s / %s / %s: E_warp %.5f LPIPS %.4f (%.1f s)", name, edit_name, method, werr.mean, fidelity,
                  seconds)
         del video, small
@@ -319,7 +330,8 @@ def aggregate(rows: Sequence[Row], methods: Sequence[str] = METHODS, by_edit: bo
     keys = sorted(groups, key=lambda k: (k[0] != "in", edits_order.get(k[1], -1), order.get(k[2], len(order))))
     return [Summary(d, m, _mean([r.warping_error for r in groups[(d, e, m)]]),
                     _mean([r.lpips for r in groups[(d, e, m)]]), _mean([r.seconds for r in groups[(d, e, m)]]),
-                    len(groups[(d, e, m)]), e) for d, e, m in keys]
+                    len(groups[(d, e, m)]), e, *(_mean([getattr(r, k) for r in groups[(d, e, m)]])
+                                                 for k in ("tl_id", "tg_id", "id_sim"))) for d, e, m in keys]
 
 
 def evaluate(clips: Sequence[str | os.PathLike[str]], edits: Sequence[str], models_factory: ModelsFactory,
@@ -387,11 +399,11 @@ def to_markdown(result: EvaluationResult) -> str:
         edits = [e for e in dict.fromkeys(r.edit for r in result.rows if r.domain == domain)]
         out.append(f"### {DOMAIN_TITLES[domain]} ({clips} clip{'s' * (clips != 1)} x {len(edits)} "
                    f"edit{'s' * (len(edits) != 1)}: {', '.join(edits)})\n")
-        out.append("| Method | E_warp ↓ | LPIPS ↓ | seconds/clip |")
-        out.append("|---|---:|---:|---:|")
+        out.append("| Method | E_warp ↓ | LPIPS ↓ | TL-ID ↑ | TG-ID ↑ | ID-sim ↑ | seconds/clip |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|")
         for s in summaries:
             out.append(f"| {METHOD_LABELS.get(s.method, s.method)} | {_f(s.warping_error)} | {_f(s.lpips)} | "
-                       f"{_f(s.seconds, 1, keep_small=False)} |")
+                       f"{_f(s.tl_id)} | {_f(s.tg_id)} | {_f(s.id_sim)} | {_f(s.seconds, 1, keep_small=False)} |")
         per_edit = [s for s in result.per_edit if s.domain == domain]
         if len(edits) > 1 or len(methods) > 1:
             shown = [m for m in methods if any(s.method == m for s in per_edit)]
@@ -409,15 +421,18 @@ def to_markdown(result: EvaluationResult) -> str:
     if not result.rows:
         out.append("No clip could be evaluated.\n")
     out.append("E_warp: Lai et al.'s warping error with flows of the input crops; LPIPS (AlexNet) to the direct "
-               "edit; seconds/clip: each method's own time, the direct edit's is the shared read + align + "
-               "invert + edit.")
+               "edit; TL-ID / TG-ID: Stitch-it-in-Time's local / global identity consistency relative to the input "
+               "(1 = as consistent as the input), ID-sim: mean cosine to the input's identity (the model set's "
+               "identity network; '-' without one); seconds/clip: each method's own time, the direct edit's is the "
+               "shared read + align + invert + edit.")
     if result.failed:
         out.append(f"\n**Failed ({len(result.failed)}):**\n")
         out.extend(f"- {f.clip} / {f.edit}: {f.error}: {f.message}" for f in result.failed)
     return "\n".join(out) + "\n"
 
 
-CSV_FIELDS = ("clip", "edit", "domain", "method", "frames", "warping_error", "lpips", "seconds")
+CSV_FIELDS = ("clip", "edit", "domain", "method", "frames", "warping_error", "lpips", "seconds", "tl_id", "tg_id",
+              "id_sim")
 
 
 def to_csv(result: EvaluationResult) -> str:
@@ -427,7 +442,7 @@ def to_csv(result: EvaluationResult) -> str:
     writer.writerow(CSV_FIELDS)
     for r in result.rows:
         writer.writerow([r.clip, r.edit, r.domain, r.method, r.frames, f"{r.warping_error:.6g}", f"{r.lpips:.6g}",
-                         f"{r.seconds:.3f}"])
+                         f"{r.seconds:.3f}", f"{r.tl_id:.6g}", f"{r.tg_id:.6g}", f"{r.id_sim:.6g}"])
     return buffer.getvalue()
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "ArcFaceIRSE50",
     "SmallIdentityNet",
     "load_identity_net",
+    "identity_net_for",
     "arcface_preprocess",
 ]
 
@@ -168,9 +169,10 @@ class SmallIdentityNet(nn.Module):
             block(3, w, 1), block(w, w, 2),            # 32 px
             block(w, 2 * w, 1), block(2 * w, 2 * w, 2),  # 16 px
             block(2 * w, 3 * w, 2),                      # 8 px
-            block(3 * w, 4 * w, 2),                      # 4 px
+            block(3 * w, 4 * w, 2),                      # 4 px (at 64 px input)
         )
-        self.embedding = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 16, dim), nn.BatchNorm1d(dim))
+        side = max(input_size // 16, 1)   # four stride-2 blocks
+        self.embedding = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * side * side, dim), nn.BatchNorm1d(dim))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4 or images.shape[1] != 3:
@@ -211,6 +213,33 @@ def load_identity_net(path_or_state: Any) -> nn.Module:
     except RuntimeError as exc:
         raise CheckpointFormatError(f"identity network weights do not fit: {str(exc).splitlines()[0]}") from exc
     return net.float().eval().requires_grad_(False)
+
+
+def identity_net_for(model_set: str, device: torch.device | str = "cpu") -> nn.Module | None:
+    """The identity network of a model set, or None where it cannot be had (the metrics are then skipped).
+
+    'ffhq': ArcFace IR-SE50 through the registry ('arcface-ir-se50'); 'demo': the shipped demo identity net;
+    'tiny': a seeded random ``SmallIdentityNet`` (scores are meaningless there: it only exercises the wiring).
+    """
+    from .errors import CheckpointUnavailable
+
+    if model_set == "tiny":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net = SmallIdentityNet(width=8, dim=32).to(device).eval().requires_grad_(False)
+        net.network_name = "random identity net (tiny models: scores mean nothing)"
+        return net
+    try:
+        if model_set == "demo":
+            from .demo import demo_path
+
+            path = demo_path("demo-identity")
+            return load_identity_net(path).to(device) if path.exists() else None
+        from . import checkpoints
+
+        return load_identity_net(checkpoints.fetch("arcface-ir-se50")).to(device)
+    except CheckpointUnavailable:
+        return None
 
 
 @torch.no_grad()

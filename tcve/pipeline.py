@@ -27,6 +27,7 @@ from .consistency import ConsistencyConfig, run_consistency
 from .edit import EDITS, EditConfig, EditLoaders, EditResult, EditSpec, apply_edit
 from .errors import Cancelled
 from .flow import FlowEstimator
+from .identity import embed, identity_scores
 from .invert import OUT_OF_DOMAIN, Inversion, InversionConfig, invert_video, render
 from .landmarks import LandmarkDetector
 from .metrics import (consecutive_flows, frames_to_images, images_to_frames, lpips_fidelity, resize_square,
@@ -75,6 +76,7 @@ class PipelineModels:
     cache: StageCache | None = None  # inversions by aligned-clip content + settings; None: no caching
     checkpoint_names: tuple[str, ...] = ()  # what the networks were loaded from (part of the cache key)
     framing: tuple[float, float] = (1.0, 0.0)  # (AlignConfig.quad_scale, quad_shift) of the generator's crops
+    identity: nn.Module | None = None  # face embedding for TL-ID / TG-ID / ID-sim (tcve.identity); None: not measured
 
     @property
     def device(self) -> torch.device:
@@ -188,6 +190,14 @@ def _metrics(config: PipelineConfig, models: PipelineModels, inputs: torch.Tenso
             with torch.no_grad():
                 fid = lpips_fidelity(resize_square(video, size), resize_square(outputs["direct"], size), scorer)
             metrics[f"lpips_to_direct_{name}"] = float(fid.mean)
+    if models.identity is not None:  # STIT's identity metrics of every output against the input crops
+        source = embed(models.identity, inputs)
+        for name, video in outputs.items():
+            if name != "input":
+                scores = identity_scores(embed(models.identity, video.detach()), source)
+                metrics.update({f"{key}_{name}": value for key, value in scores.as_dict().items()
+                                if key != "identity_network"})
+        metrics["identity_network"] = getattr(models.identity, "network_name", type(models.identity).__name__)
     return metrics, curves, xt
 
 

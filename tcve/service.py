@@ -181,6 +181,7 @@ class Service:
             return self._models
 
     def _build_models(self) -> PipelineModels:
+        from .identity import identity_net_for
         from .landmarks import load_detector
         from .losses import SpatialLPIPS
 
@@ -191,7 +192,7 @@ class Service:
             # MediaPipe landmarks (its model ships in the wheel).
             offline = dict(lpips=SpatialLPIPS("alex", backbone="random").to(self.device), flow=DisFlow("medium"),
                            metric_lpips=SpatialLPIPS("alex", backbone="random", spatial=False).to(self.device),
-                           detector=load_detector("mediapipe"))
+                           detector=load_detector("mediapipe"), identity=identity_net_for(self.model_set, self.device))
             if self.model_set == "demo":
                 from .demo.models import DEMO_FRAMING, load_demo_networks
 
@@ -216,7 +217,7 @@ class Service:
             flow=load_flow_estimator("raft-large", checkpoint="raft-large-things", device=self.device),
             detector=load_detector("auto"), metric_lpips=SpatialLPIPS("alex", spatial=False).to(self.device),
             edit_loaders=EditLoaders(), label="FFHQ checkpoints", encoder_out=encoder_out, cache=StageCache(),
-            checkpoint_names=("stylegan2-ffhq-1024", "e4e-ffhq"),
+            checkpoint_names=("stylegan2-ffhq-1024", "e4e-ffhq"), identity=identity_net_for("ffhq", self.device),
         )
 
     # ---------------------------------------------------------------- what the UI offers
@@ -417,9 +418,11 @@ class Service:
 
     def measure(self, video: str | os.PathLike[str], reference: str | os.PathLike[str],
                 direct: str | os.PathLike[str] | None = None, size: int = 256) -> dict[str, float]:
-        """E_warp of ``video`` with flows of ``reference`` (the input clip), LPIPS to ``direct`` (or the reference).
+        """E_warp of ``video`` with flows of ``reference`` (the input clip), LPIPS to ``direct`` (or the reference),
+        and, where the model set has an identity network, TL-ID / TG-ID / ID-sim against the reference.
 
-        Whole frames, resized to ``size`` x ``size``; the videos must have the same number of frames.
+        Whole frames, resized to ``size`` x ``size`` (identity scores assume aligned face crops, as the pipeline's
+        are); the videos must have the same number of frames.
         """
         from .metrics import frames_to_images, lpips_fidelity, warping_error
 
@@ -444,7 +447,13 @@ class Service:
                                 f"{out.shape[0]}.")
             fid = lpips_fidelity(out, other, models.metric_lpips or models.lpips)
         key = "lpips_to_direct" if direct is not None else "lpips_to_reference"
-        return {"frames": int(out.shape[0]), "size": size, "warping_error": float(werr.mean), key: float(fid.mean)}
+        result: dict[str, Any] = {"frames": int(out.shape[0]), "size": size, "warping_error": float(werr.mean),
+                                  key: float(fid.mean)}
+        if models.identity is not None:  # TL-ID / TG-ID / ID-sim of the video against the reference (the source)
+            from .identity import identity_metrics
+
+            result.update(identity_metrics(models.identity, out, ref).as_dict())
+        return result
 
 
 def example_clips(model_set: str | None = None) -> list[Path]:

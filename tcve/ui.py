@@ -97,15 +97,20 @@ class Outputs:
                 self.metrics, self.status)
 
 
+METRIC_COLUMNS = ("video", "E_warp", "LPIPS to direct", "TL-ID", "TG-ID", "ID-sim")
+
+
 def metrics_table(result: PipelineResult) -> list[list[Any]]:
-    """Rows [video, E_warp, LPIPS to direct] for every measured output."""
+    """Rows ``METRIC_COLUMNS`` for every measured output (identity scores None where not measured)."""
     m = result.metrics
     rows = []
     for name in ("input", "direct", "consistent", "smoothing"):
         key = f"warping_error_{name}"
         if key in m:
             lp = m.get(f"lpips_to_direct_{name}", 0.0 if name == "direct" else None)
-            rows.append([name, float(m[key]), None if lp is None else float(lp)])
+            ids = [m.get(f"{k}_{name}") for k in ("tl_id", "tg_id", "id_sim")]
+            rows.append([name, float(m[key]), None if lp is None else float(lp),
+                         *(None if v is None else float(v) for v in ids)])
     return rows
 
 

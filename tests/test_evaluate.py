@@ -58,6 +58,7 @@ def test_every_method_is_measured(result):
         assert r.clip == "astronaut.mp4" and r.frames == 5
         assert math.isfinite(r.warping_error) and r.warping_error > 0
         assert math.isfinite(r.lpips) and r.lpips >= 0 and r.seconds >= 0
+        assert all(math.isfinite(v) for v in (r.tl_id, r.tg_id, r.id_sim))   # the tiny set's random identity net
     assert {r.domain for r in result.rows if r.edit == "smile"} == {"in"}
     assert {r.domain for r in result.rows if r.edit == "sketch"} == {"out"}
     by = {(r.edit, r.method): r for r in result.rows}
@@ -79,10 +80,10 @@ def test_a_clip_without_a_face_is_recorded_not_raised(result):
 
 def test_markdown_and_csv_shapes(result):
     text = to_markdown(result)
-    assert text.count("| Method | E_warp ↓ | LPIPS ↓ | seconds/clip |") == 2  # one table per domain
+    assert text.count("| Method | E_warp ↓ | LPIPS ↓ | TL-ID ↑ | TG-ID ↑ | ID-sim ↑ | seconds/clip |") == 2
     assert "### In-domain edits" in text and "### Out-of-domain edits" in text
     method_lines = [line for line in text.splitlines() if line.startswith("| Ours (phases 1 + 2) |")]
-    assert len(method_lines) == 2 and all(len(line.split("|")) == 6 for line in method_lines)
+    assert len(method_lines) == 2 and all(len(line.split("|")) == 9 for line in method_lines)
     assert "Failed (2)" in text and "noise.mp4 / smile: NoFaceFound" in text
     rows = list(csv.reader(io.StringIO(to_csv(result))))
     assert tuple(rows[0]) == CSV_FIELDS and len(rows) == 1 + len(EDITS) * len(METHODS)

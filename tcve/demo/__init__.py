@@ -38,6 +38,7 @@ DEMO_FILES: tuple[DemoFile, ...] = (
     DemoFile("demo-direction-smile", "directions/smile.npy", "direction", "tcve.demo.train_directions"),
     DemoFile("demo-direction-age", "directions/age.npy", "direction", "tcve.demo.train_directions"),
     DemoFile("demo-nada-sketch", "generator_sketch.pt", "rosinality", "tcve.demo.train_style"),
+    DemoFile("demo-identity", "identity.pt", "demo-identity", "tcve.demo.train_identity"),
 )
 
 
