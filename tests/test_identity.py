@@ -172,3 +172,18 @@ def test_registry_declares_the_arcface_checkpoint():
     entry = checkpoints.get("arcface-ir-se50")
     assert entry.repo_id == "matbee/model_ir_se50_pytorch" and entry.filename == "model_ir_se50.pth"
     assert entry.kind == "identity"
+
+
+def test_identity_net_for_each_model_set(monkeypatch, tmp_path, psp_irse50_state):
+    from tcve.identity import identity_net_for
+
+    tiny = identity_net_for("tiny")
+    assert isinstance(tiny, SmallIdentityNet) and "mean nothing" in tiny.network_name
+    assert isinstance(identity_net_for("demo"), SmallIdentityNet)          # the shipped demo identity net
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv(checkpoints.ENV_CHECKPOINT_DIR, raising=False)
+    assert identity_net_for("ffhq") is None                                 # offline, not cached: metrics skipped
+    torch.save(psp_irse50_state, tmp_path / "model_ir_se50.pth")
+    monkeypatch.setenv(checkpoints.ENV_CHECKPOINT_DIR, str(tmp_path))
+    assert isinstance(identity_net_for("ffhq"), ArcFaceIRSE50)              # through the registry
