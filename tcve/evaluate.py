@@ -39,7 +39,7 @@ import torch
 
 from .consistency import ConsistencyConfig, phase1_only, phase2_only, run_consistency
 from .dvp import DVPConfig, deep_video_prior
-from .edit import EDITS, EditSpec, UnknownEdit
+from .edit import EDITS, EditResult, EditSpec, UnknownEdit
 from .errors import Cancelled, TcveError
 from .invert import render, with_pti_steps
 from .metrics import consecutive_flows, lpips_fidelity, resize_square, warping_error_from_flows
@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "METHODS", "METHOD_LABELS", "PAPER_EDITS", "EvaluateConfig", "Row", "Failure", "Summary", "EvaluationResult",
-    "ServiceModels", "evaluate_clip", "evaluate", "aggregate", "to_markdown", "to_csv", "find_clips",
+    "ServiceModels", "method_output", "evaluate_clip", "evaluate", "aggregate", "to_markdown", "to_csv", "find_clips",
     "add_arguments", "run_from_args",
 ]
 
@@ -163,6 +163,22 @@ def _consistency(config: EvaluateConfig, domain: str, edit: str, size: int) -> C
     return cfg.fast(config.fast_pairs) if config.fast_pairs else cfg
 
 
+def method_output(method: str, edit: EditResult, inputs: torch.Tensor, domain: str, models: PipelineModels,
+                  config: EvaluateConfig = EvaluateConfig()) -> torch.Tensor:
+    """The aligned crops [T,3,S,S] that ``method`` makes from a direct ``edit`` of the aligned ``inputs``."""
+    if method == "direct":
+        return edit.images
+    if method == "smoothing":
+        with torch.no_grad():
+            return render(edit.generator, smooth_latents(edit.w_plus, config.smoothing))
+    if method == "dvp":
+        return deep_video_prior(inputs, edit.images, config.dvp)
+    cfg = _consistency(config, domain, edit.name, int(inputs.shape[-1]))
+    run = {"phase1": phase1_only, "phase2": phase2_only, "full": run_consistency}[method]
+    result = run(edit.generator, edit.w_plus, inputs, models.flow, models.lpips, cfg, mapper=edit.mapper)
+    return result.images if result.images is not None else render(result.generator, result.latents)
+
+
 def evaluate_clip(path: str | os.PathLike[str], edit_name: str, models: PipelineModels,
                   config: EvaluateConfig = EvaluateConfig(), progress: ProgressFn | None = None) -> list[Row]:
     """Every method of ``config.methods`` on one clip and edit -> one ``Row`` per method (in that order)."""
@@ -187,25 +203,12 @@ def evaluate_clip(path: str | os.PathLike[str], edit_name: str, models: Pipeline
     scorer = models.metric_lpips or models.lpips
     direct_small = resize_square(direct, metrics_size)
 
-    def produce(method: str) -> torch.Tensor:
-        if method == "direct":
-            return direct
-        if method == "smoothing":
-            with torch.no_grad():
-                return render(edit.generator, smooth_latents(edit.w_plus, config.smoothing))
-        if method == "dvp":
-            return deep_video_prior(inputs, direct, config.dvp)
-        cfg = _consistency(config, domain, edit.name, size)
-        run = {"phase1": phase1_only, "phase2": phase2_only, "full": run_consistency}[method]
-        result = run(edit.generator, edit.w_plus, inputs, models.flow, models.lpips, cfg, mapper=edit.mapper)
-        return result.images if result.images is not None else render(result.generator, result.latents)
-
     rows = []
     for i, method in enumerate(config.methods):
         report(i / len(config.methods), f"{name} / {edit_name}: {method}")
         _sync(device)
         t1 = time.perf_counter()
-        video = produce(method).detach()
+        video = method_output(method, edit, inputs, domain, models, config).detach()
         _sync(device)
         seconds = prepare_seconds if method == "direct" else time.perf_counter() - t1
         small = resize_square(video, metrics_size)
