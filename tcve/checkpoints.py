@@ -27,7 +27,7 @@ ENV_CHECKPOINT_DIR = "TCVE_CHECKPOINT_DIR"
 @dataclass(frozen=True)
 class Checkpoint:
     name: str  # registry name, lower-case with hyphens: the one vocabulary of the CLI, the app and the tests
-    kind: str  # generator | encoder | mapper | nada | direction | flow | lpips | clip | parsing | landmarks
+    kind: str  # generator | encoder | mapper | nada | direction | flow | lpips | clip | parsing | landmarks | identity
     format: str  # selects the loader: rosinality | nvlabs-pkl | psp | styleclip-mapper | w-directions | npy | ...
     filename: str  # path inside the repo (or the URL's file name)
     repo_id: str | None = None
@@ -184,6 +184,12 @@ _ENTRIES: list[Checkpoint] = [
         repo_id="timm/vit_base_patch32_clip_224.openai", license="MIT (OpenAI CLIP)",
         source="open_clip pretrained config ViT-B-32 'openai' (hf_hub)",
         description="OpenAI CLIP ViT-B/32 through open-clip-torch",
+    ),
+    Checkpoint(
+        "arcface-ir-se50", "identity", "irse-arcface", "model_ir_se50.pth", repo_id="matbee/model_ir_se50_pytorch",
+        license="MIT (TreB1eN/InsightFace_Pytorch weights, as redistributed by pSp/e4e)",
+        source="HF tree of matbee/model_ir_se50_pytorch (175 MB, state-dict pickle); pSp/e4e/STIT's ID-loss model",
+        description="ArcFace IR-SE50 face embedding (TL-ID / TG-ID / ID-sim on FFHQ crops); sha256 not published",
     ),
     Checkpoint(
         "bisenet-faceparsing", "parsing", "state-dict", "models/faceparsing.pth", repo_id="PKUWilliamYang/VToonify",
