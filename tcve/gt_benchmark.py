@@ -35,13 +35,14 @@ import numpy as np
 import torch
 
 from .align import AlignConfig, AlignTransform, FaceTrack, align_frames, compute_transforms, paste_frames, psnr
-from .edit import EDITS, EditResult, EditSpec, apply_edit
-from .evaluate import METHOD_LABELS, METHODS, EvaluateConfig, method_output
-from .invert import OUT_OF_DOMAIN, Inversion, InversionConfig, invert_video, render, with_pti_steps
-from .metrics import consecutive_flows, frames_to_images, images_to_frames, lpips_fidelity, resize_square
-from .metrics import warping_error_from_flows
-from .pipeline import PipelineModels
 from .demo.gt_clips import GT_EDITS, ClipSpec, GroundTruthClip, GroundTruthPair, make_clip, make_pair
+from .edit import EDITS, EditSpec, apply_edit
+from .evaluate import METHOD_LABELS, METHODS, EvaluateConfig, method_output
+from .identity import identity_scores
+from .invert import OUT_OF_DOMAIN, Inversion, InversionConfig, invert_video, render, with_pti_steps
+from .metrics import (consecutive_flows, frames_to_images, images_to_frames, lpips_fidelity, resize_square,
+                      warping_error_from_flows)
+from .pipeline import PipelineModels
 
 log = logging.getLogger(__name__)
 
@@ -103,27 +104,6 @@ class GTResult:
     rows: list[GTRow]
     seconds: float = 0.0
     settings: dict[str, object] = field(default_factory=dict)
-
-
-# ------------------------------------------------------------------------------------------------ identity metrics
-
-
-def identity_scores(edited: torch.Tensor, source: torch.Tensor) -> tuple[float, float, float]:
-    """(TL-ID, TG-ID, identity similarity) from embeddings [T,D] of the edited and the source frames.
-
-    Stitch-it-in-Time's definition: on L2-normalised embeddings, R = (e eᵀ) / (s sᵀ) element-wise; TL-ID is the mean
-    of R[t, t+1], TG-ID the mean of R[i, j] over i != j. 1 means the edit keeps the source's identity consistency.
-    """
-    e = torch.nn.functional.normalize(edited.double().flatten(1), dim=1)
-    s = torch.nn.functional.normalize(source.double().flatten(1), dim=1)
-    n = e.shape[0]
-    sim = (e * s).sum(1).mean().item()
-    if n < 2:
-        return float("nan"), float("nan"), float(sim)
-    r = (e @ e.T) / (s @ s.T)
-    tl = torch.diagonal(r, 1).mean().item()
-    off = ~torch.eye(n, dtype=torch.bool)
-    return float(tl), float(r[off].mean().item()), float(sim)
 
 
 # ------------------------------------------------------------------------------------------------ one clip
@@ -213,7 +193,8 @@ class _Scorer:
         tl = tg = sim = float("nan")
         embedding = self._embed(video.to(self.inputs.device))
         if embedding is not None:
-            tl, tg, sim = identity_scores(embedding, self.source_embedding)
+            ids = identity_scores(embedding, self.source_embedding)
+            tl, tg, sim = ids.tl_id, ids.tg_id, ids.id_sim
         motion = [h for h in MOTION_HEADS if h != edit_head]
         return GTRow(
             clip, edit, domain, method, int(video.shape[0]), werr, lp_direct,
@@ -469,9 +450,18 @@ def to_csv(result: GTResult) -> str:
 # ------------------------------------------------------------------------------------------------ command line
 
 
-def _demo_identity_embedder(device: torch.device) -> Embedder | None:
-    """The demo pack's identity embedding, when the pack has one (None otherwise: identity columns stay empty)."""
-    return None
+def demo_identity_embedder(device: torch.device | str = "cpu") -> Embedder | None:
+    """The demo pack's identity embedding (``weights/identity.pt``), or None where it is not trained here (the
+    identity columns then stay empty)."""
+    from .demo import WEIGHTS_DIR
+    from .identity import embed, load_identity_net
+
+    path = WEIGHTS_DIR / "identity.pt"
+    if not path.exists():
+        log.warning("no demo identity net at %s: TL-ID / TG-ID are not measured", path)
+        return None
+    net = load_identity_net(path).to(device)
+    return lambda images: embed(net, images)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -514,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .service import Service
 
     models = Service(models="demo", device=args.device).models()
-    embed = _demo_identity_embedder(models.device)
+    embed = demo_identity_embedder(models.device)
     result = run_benchmark(models, config, embed, load_classifier().to(models.device),
                            progress=lambda m: print(m, file=sys.stderr, flush=True))
     markdown = to_markdown(result)
@@ -530,5 +520,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["CSV_FIELDS", "DEFAULT_EDITS", "GTBenchmarkConfig", "GTResult", "GTRow", "evaluate_ground_truth_clip",
-           "goals", "ground_truth_track", "identity_scores", "main", "run_benchmark", "summarise", "to_csv",
+           "demo_identity_embedder", "goals", "ground_truth_track", "main", "run_benchmark", "summarise", "to_csv",
            "to_markdown"]
