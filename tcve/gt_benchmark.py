@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from .align import AlignConfig, AlignTransform, FaceTrack, align_frames, compute_transforms, paste_frames, psnr
+from .cache import StageCache, hash_frames
 from .demo.gt_clips import GT_EDITS, ClipSpec, GroundTruthClip, GroundTruthPair, make_clip, make_pair
 from .edit import EDITS, EditSpec, apply_edit
 from .evaluate import METHOD_LABELS, METHODS, EvaluateConfig, method_output
@@ -234,8 +235,11 @@ def evaluate_ground_truth_clip(spec: ClipSpec, edits: Sequence[str], models: Pip
             encoder, inv_cfg = _inversion_config(domain, models, config.pipeline.inversion)
             say(f"{clip.name}: inverting ({domain}-domain, PTI {inv_cfg.pti.steps if inv_cfg.pti else 0} passes)")
             t0 = time.perf_counter()
-            inv = invert_video(inputs, models.generator, encoder, models.lpips, inv_cfg)
-            seconds = time.perf_counter() - t0
+            inv = invert_video(inputs, models.generator, encoder, models.lpips, inv_cfg, cache=models.cache,
+                               content_hash=hash_frames(crops) if models.cache is not None else None,
+                               checkpoint_names=models.checkpoint_names or None)
+            # encoder + PTI time as measured when it was computed (also for an inversion loaded from the cache)
+            seconds = inv.timings.get("encode", 0.0) + inv.timings.get("pti", 0.0) or time.perf_counter() - t0
             with torch.no_grad():
                 recon = render(inv.generator, inv.w_plus)
             rows.append(scorer.row(clip.name, "none", domain, "floor", recon, crops, clip.frames, None,
@@ -434,8 +438,48 @@ def to_markdown(result: GTResult) -> str:
                "embeddings of the result against those of the unedited input. edit acc / motion acc: the demo "
                "classifier's reading of the edited attribute / of mouth, blink, smile and brows (the edited one "
                "left out) against the truth's labels. s/clip: own time (direct: the edit; floor: the inversion).")
-    out.append(f"\nTotal wall time: {result.seconds:.0f} s. Settings: {result.settings}")
+    if result.seconds:
+        out.append(f"\nTotal wall time: {result.seconds:.0f} s.")
+    out.append(f"Settings: {result.settings}")
     return "\n".join(out) + "\n"
+
+
+def rows_from_csv(text: str) -> list[GTRow]:
+    """Rows written by ``to_csv`` (numbers back to float, 'inf'/'nan' included)."""
+    rows = []
+    for record in csv.DictReader(io.StringIO(text)):
+        values = {}
+        for name, f in GTRow.__dataclass_fields__.items():
+            v = record[name]
+            values[name] = int(v) if f.type in ("int", int) else v if f.type in ("str", str) else float(v)
+        rows.append(GTRow(**values))
+    return rows
+
+
+def combine(parts: Sequence[Sequence[GTRow]], rtol: float = 1e-3) -> list[GTRow]:
+    """Rows of several runs of the same clips and settings (e.g. the baselines, then the consistency phases) as one
+    list. A (clip, edit, method) present in several parts must agree on every metric except seconds (to ``rtol``):
+    that is the check that the parts measured the same inversions and direct edits."""
+    merged: dict[tuple[str, str, str, str], GTRow] = {}
+    for rows in parts:
+        for r in rows:
+            key = (r.clip, r.edit, r.domain, r.method)
+            if key in merged:
+                first = merged[key]
+                for f in METRIC_FIELDS:
+                    a, b = getattr(first, f), getattr(r, f)
+                    same = (math.isnan(a) and math.isnan(b)) or a == b or (
+                        math.isfinite(a) and math.isfinite(b) and abs(a - b) <= rtol * max(abs(a), abs(b)))
+                    if f != "seconds" and not same:
+                        raise ValueError(f"{key}: {f} differs between the parts ({a} vs {b}): not the same run "
+                                         "settings or inputs")
+                continue
+            merged[key] = r
+    order = {m: i for i, m in enumerate(("floor", "truth", *METHODS))}
+    clips = {c: i for i, c in enumerate(dict.fromkeys(r.clip for rows in parts for r in rows))}
+    edits = {e: i for i, e in enumerate(dict.fromkeys(r.edit for rows in parts for r in rows))}
+    return sorted(merged.values(), key=lambda r: (clips[r.clip], r.domain != "in", edits[r.edit],
+                                                  order.get(r.method, 99)))
 
 
 def to_csv(result: GTResult) -> str:
@@ -477,7 +521,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast-pairs", type=int, help="consistency: this many pairs per step + bf16 (default: official)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--device", default="cpu", help="cpu | cuda[:N]")
+    p.add_argument("--inversion-cache", help="keep inversions here and reuse them (keyed by crops + settings)")
     p.add_argument("--out-dir", help="write results.md, results.csv, command.txt here")
+    p.add_argument("--combine", nargs="+", metavar="CSV",
+                   help="no run: one table from the results.csv of several runs (rows they share must agree)")
     return p
 
 
@@ -497,16 +544,23 @@ def config_from_args(args: argparse.Namespace) -> GTBenchmarkConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    config = config_from_args(args)
-    from .demo.classifier import load_classifier
-    from .service import Service
+    if args.combine:
+        parts = [rows_from_csv(Path(p).read_text()) for p in args.combine]
+        result = GTResult(combine(parts), settings={"combined": list(args.combine)})
+    else:
+        torch.set_num_threads(args.threads)
+        torch.manual_seed(0)
+        config = config_from_args(args)
+        from .demo.classifier import load_classifier
+        from .service import Service
 
-    models = Service(models="demo", device=args.device).models()
-    embed = demo_identity_embedder(models.device)
-    result = run_benchmark(models, config, embed, load_classifier().to(models.device),
-                           progress=lambda m: print(m, file=sys.stderr, flush=True))
+        models = Service(models="demo", device=args.device).models()
+        if args.inversion_cache:
+            models = replace(models, cache=StageCache(args.inversion_cache),
+                             checkpoint_names=models.checkpoint_names or ("demo-stylegan2-64", "demo-e4e"))
+        embed = demo_identity_embedder(models.device)
+        result = run_benchmark(models, config, embed, load_classifier().to(models.device),
+                               progress=lambda m: print(m, file=sys.stderr, flush=True))
     markdown = to_markdown(result)
     print(markdown)
     if args.out_dir:
@@ -515,10 +569,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         (out / "results.md").write_text(markdown)
         (out / "results.csv").write_text(to_csv(result))
         argv_list = list(sys.argv[1:] if argv is None else argv)
-        (out / "command.txt").write_text(shlex.join(["python", "-m", "bench.demo_gt", *argv_list]) + "\n")
+        command = shlex.join(["python", "-m", "bench.demo_gt", *argv_list]) + "\n"
+        if args.combine:  # the parts' own commands first: together they reproduce the table
+            earlier = [Path(p).with_name("command.txt") for p in args.combine]
+            command = "".join(c.read_text() for c in earlier if c.exists()) + command
+        (out / "command.txt").write_text(command)
     return 0
 
 
-__all__ = ["CSV_FIELDS", "DEFAULT_EDITS", "GTBenchmarkConfig", "GTResult", "GTRow", "evaluate_ground_truth_clip",
-           "demo_identity_embedder", "goals", "ground_truth_track", "main", "run_benchmark", "summarise", "to_csv",
+__all__ = ["CSV_FIELDS", "DEFAULT_EDITS", "GTBenchmarkConfig", "GTResult", "GTRow", "combine", "evaluate_ground_truth_clip",
+           "demo_identity_embedder", "goals", "ground_truth_track", "main", "rows_from_csv", "run_benchmark", "summarise", "to_csv",
            "to_markdown"]

@@ -35,7 +35,9 @@ def test_clip_is_deterministic_and_shaped(clip):
         make_clip(ClipSpec(seed=0, n_frames=1))
 
 
-def test_clip_has_real_motion(clip):
+@pytest.mark.parametrize("spec", [SPEC, ClipSpec(seed=0, n_frames=10, fps=6.0)], ids=["10fps", "6fps"])
+def test_clip_has_real_motion(spec):
+    clip = make_clip(spec)
     # every frame differs visibly from the next (mean absolute change over the whole frame, 0-255 scale)
     step = np.abs(np.diff(clip.frames.astype(np.float32), axis=0)).mean(axis=(1, 2, 3))
     assert step.min() > 0.4, step
@@ -46,6 +48,7 @@ def test_clip_has_real_motion(clip):
     assert np.ptp(values["smile"]) > 0.3  # an expression change
     # the face moves in the frame: the eye landmarks travel several pixels
     assert np.ptp(clip.landmarks[:, 0, 0]) > 3.0
+    assert (np.array([a.mouth_open for a in clip.attributes]) > 0.3).mean() > 0.2  # open in several frames
 
 
 def test_source_lacks_what_the_edits_add(clip):

@@ -4,6 +4,7 @@ reconstruction floor finite, the identity metrics' definition, and the command w
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 
@@ -16,7 +17,8 @@ from tcve.demo.classifier import load_classifier
 from tcve.demo.gt_clips import ClipSpec
 from tcve.dvp import DVPConfig
 from tcve.evaluate import METHODS, EvaluateConfig
-from tcve.gt_benchmark import CSV_FIELDS, GTBenchmarkConfig, run_benchmark, to_csv, to_markdown
+from tcve.gt_benchmark import (CSV_FIELDS, GTBenchmarkConfig, GTResult, combine, rows_from_csv, run_benchmark,
+                               to_csv, to_markdown)
 from tcve.invert import InversionConfig, PTIConfig
 from tcve.pipeline import PipelineConfig
 from tcve.service import Service
@@ -125,3 +127,18 @@ def test_command_writes_table_csv_and_command(tmp_path):
     rows = list(csv.DictReader(io.StringIO((out / "results.csv").read_text())))
     assert [r["method"] for r in rows] == ["floor", "truth", "direct", "smoothing"]
     assert (out / "command.txt").read_text().startswith("python -m bench.demo_gt --seeds 5 --frames 2")
+
+
+def test_parts_combine_into_one_table_and_must_agree(result):
+    rows = rows_from_csv(to_csv(result))
+    assert [(r.edit, r.method, r.frames) for r in rows] == [(r.edit, r.method, r.frames) for r in result.rows]
+    assert rows[1].gt_psnr_crop == math.inf and rows[0].gt_psnr_crop == pytest.approx(result.rows[0].gt_psnr_crop)
+    baselines = [r for r in rows if r.method in ("floor", "truth", "direct", "smoothing", "dvp")]
+    phases = [r for r in rows if r.method in ("floor", "truth", "direct", "phase1", "phase2", "full")]
+    phases = [dataclasses.replace(r, seconds=r.seconds + 1) for r in phases]  # times may differ, metrics not
+    merged = combine([baselines, phases])
+    assert [(r.edit, r.method) for r in merged] == [(r.edit, r.method) for r in rows]
+    assert "Ours (phases 1 + 2)" in to_markdown(GTResult(merged))
+    bad = [dataclasses.replace(r, warping_error=2 * r.warping_error) if r.method == "direct" else r for r in phases]
+    with pytest.raises(ValueError, match="warping_error differs"):
+        combine([baselines, bad])

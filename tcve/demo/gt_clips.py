@@ -92,7 +92,8 @@ def source_identity(rng: np.random.Generator) -> FaceAttributes:
 
 def talking_attributes(spec: ClipSpec) -> list[FaceAttributes]:
     """Per-frame attributes: ``animate_attributes`` (talking mouth, head sway, gaze) plus a head turn across the clip,
-    a smile event, a brow raise and a blink inside the clip (so every kind of motion is present)."""
+    a smile event, a brow raise, a blink and syllables the frame rate resolves (so every kind of motion is present,
+    whatever the frame rate)."""
     rng = np.random.default_rng(spec.seed)
     identity = source_identity(rng)
     attrs = animate_attributes(spec.n_frames, spec.fps, rng, identity)
@@ -103,8 +104,12 @@ def talking_attributes(spec: ClipSpec) -> list[FaceAttributes]:
     smile = 0.6 * _bump(t, rng.uniform(0.25, 0.75) * duration, 0.3 * duration)
     brows = 0.3 * _bump(t, rng.uniform(0.2, 0.8) * duration, 0.15 * duration)
     blink = _bump(t, rng.uniform(0.3, 0.7) * duration, max(1.5 / spec.fps, 0.1))
+    # syllables at a rate the frame rate resolves (at most 4 Hz, at least 4 frames per open-close), all clip long
+    rate = min(4.0, spec.fps / 4)
+    talk = 0.65 * np.clip(np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi)), 0, None)
     return [a.replace(yaw=a.yaw + turn[i], smile=a.smile + smile[i], brows=a.brows + brows[i],
-                      blink=max(a.blink, blink[i])).clipped() for i, a in enumerate(attrs)]
+                      blink=max(a.blink, blink[i]), mouth_open=max(a.mouth_open, talk[i])).clipped()
+            for i, a in enumerate(attrs)]
 
 
 def _frame(attrs: FaceAttributes, spec: ClipSpec) -> np.ndarray:
