@@ -95,6 +95,11 @@ class GTRow:
     edit_accuracy: float  # classifier: the edited attribute agrees with the truth (share of frames)
     motion_accuracy: float  # classifier: mouth / blink / smile / brows agree with the truth (mean over heads)
     seconds: float
+    # per expression head (the edited one included): share of frames the classifier reads as the truth's label
+    acc_mouth_open: float = float("nan")
+    acc_blink: float = float("nan")
+    acc_smile: float = float("nan")
+    acc_brows: float = float("nan")
 
 
 CSV_FIELDS = tuple(GTRow.__dataclass_fields__)
@@ -160,22 +165,20 @@ class _Scorer:
         return float(np.mean([psnr(x, y) for x, y in zip(a, b)]))
 
     @torch.no_grad()
-    def accuracy(self, crops: torch.Tensor, labels: np.ndarray | None, heads: Sequence[str]) -> float:
-        """Mean over ``heads`` of the share of frames where the classifier agrees with ``labels`` (NaN if none)."""
-        if self.classifier is None or labels is None or not heads:
-            return float("nan")
+    def accuracy(self, crops: torch.Tensor, labels: np.ndarray | None) -> dict[str, float]:
+        """Per classifier head, the share of frames where it agrees with ``labels`` (NaN where no label is defined;
+        all NaN without a classifier or labels)."""
         from .demo.classifier import HEADS, IGNORE
 
+        if self.classifier is None or labels is None:
+            return {h.name: float("nan") for h in HEADS}
         pred = self.classifier(crops.float().to(next(self.classifier.parameters()).device))
-        pred = torch.stack([lg.argmax(-1) for lg in self.classifier.split(pred).values()], 1).numpy()
-        names = [h.name for h in HEADS]
-        scores = []
-        for head in heads:
-            i = names.index(head)
+        pred = torch.stack([lg.argmax(-1) for lg in self.classifier.split(pred).values()], 1).cpu().numpy()
+        out = {}
+        for i, h in enumerate(HEADS):
             keep = labels[:, i] != IGNORE
-            if keep.any():
-                scores.append(float((pred[keep, i] == labels[keep, i]).mean()))
-        return float(np.mean(scores)) if scores else float("nan")
+            out[h.name] = float((pred[keep, i] == labels[keep, i]).mean()) if keep.any() else float("nan")
+        return out
 
     def row(self, clip: str, edit: str, domain: str, method: str, video: torch.Tensor, truth_crops: np.ndarray,
             truth_frames: np.ndarray, direct: torch.Tensor | None, labels: np.ndarray | None, edit_head: str | None,
@@ -196,14 +199,14 @@ class _Scorer:
         if embedding is not None:
             ids = identity_scores(embedding, self.source_embedding)
             tl, tg, sim = ids.tl_id, ids.tg_id, ids.id_sim
-        motion = [h for h in MOTION_HEADS if h != edit_head]
+        acc = self.accuracy(video, labels)
+        motion = _mean([acc[h] for h in MOTION_HEADS if h != edit_head])
         return GTRow(
             clip, edit, domain, method, int(video.shape[0]), werr, lp_direct,
             self.lpips(frames_to_images(crops), truth_images), self.psnr(crops, truth_crops),
             self.lpips(frames_to_images(frames), frames_to_images(truth_frames)), self.psnr(frames, truth_frames),
-            tl, tg, sim,
-            self.accuracy(video, labels, [edit_head] if edit_head else []), self.accuracy(video, labels, motion),
-            round(seconds, 3))
+            tl, tg, sim, acc[edit_head] if edit_head else float("nan"), motion, round(seconds, 3),
+            *(acc[h] for h in MOTION_HEADS))
 
 
 def _labels(attributes) -> np.ndarray:
@@ -309,7 +312,8 @@ def run_benchmark(models: PipelineModels, config: GTBenchmarkConfig = GTBenchmar
 # ------------------------------------------------------------------------------------------------ tables
 
 METRIC_FIELDS = ("warping_error", "lpips_direct", "gt_lpips_crop", "gt_psnr_crop", "gt_lpips_frame", "gt_psnr_frame",
-                 "tl_id", "tg_id", "id_similarity", "edit_accuracy", "motion_accuracy", "seconds")
+                 "tl_id", "tg_id", "id_similarity", "edit_accuracy", "motion_accuracy", "seconds",
+                 *(f"acc_{h}" for h in MOTION_HEADS))
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -413,6 +417,13 @@ def to_markdown(result: GTResult) -> str:
         edits = list(dict.fromkeys(r.edit for r in result.rows if r.domain == domain and r.edit != "none"))
         out.append(f"### {title} ({len(clips)} clips x {len(edits)} edits: {', '.join(edits)}; means)\n")
         out.extend(_table(summaries))
+        if domain == "in" and any(not math.isnan(float(s["acc_mouth_open"])) for s in summaries):
+            out.append("\nExpression following (classifier agreement with the truth's labels, share of frames):\n")
+            out.append("| Method | " + " | ".join(MOTION_HEADS) + " |")
+            out.append("|---|" + "---:|" * len(MOTION_HEADS))
+            for s in summaries:
+                out.append(f"| {LABELS.get(str(s['method']), s['method'])} | "
+                           + " | ".join(_fmt(float(s[f"acc_{h}"]), "acc") for h in MOTION_HEADS) + " |")
         if len(edits) > 1:
             out.append("\nPer edit (E_warp ↓ / GT PSNR crop ↑ dB / GT LPIPS crop ↓):\n")
             per = [s for s in summarise(result.rows, by_edit=True) if s["domain"] == domain and s["edit"] != "none"]

@@ -61,7 +61,7 @@ def test_every_row_and_metric(result):
         if r.method != "truth":
             assert math.isfinite(r.gt_psnr_crop) and math.isfinite(r.gt_psnr_frame) and r.gt_lpips_crop > 0
         if r.domain == "in":  # the classifier reads only the photo-like domain
-            assert 0 <= r.motion_accuracy <= 1
+            assert 0 <= r.motion_accuracy <= 1 and 0 <= r.acc_mouth_open <= 1
     by = {(r.edit, r.method): r for r in result.rows}
     for edit in EDITS:
         assert by[(edit, "direct")].lpips_direct == 0.0 and by[(edit, "dvp")].lpips_direct > 0
@@ -98,7 +98,7 @@ def test_tables_have_every_column(result):
     for label in ("Reconstruction floor", "Ground truth (rendered edit)", "Direct editing", "Latent smoothing",
                   "DVP", "Phase 1 only", "Phase 2 only", "Ours (phases 1 + 2)", "×direct", "Goals of issue 14"):
         assert label in md, label
-    assert "∞" in md
+    assert "∞" in md and "Expression following" in md
     rows = list(csv.reader(io.StringIO(to_csv(result))))
     assert tuple(rows[0]) == CSV_FIELDS and len(rows) == 1 + len(result.rows)
     truth = next(r for r in rows[1:] if r[3] == "truth")
