@@ -24,9 +24,10 @@ from tcve.tiny import flickering_toy_clip
 
 
 def proof_config() -> ConsistencyConfig:
-    """The test's settings: official in-domain preset, toy-sized steps, PD masks off (the toy edit is global)."""
+    """The test's settings: official in-domain preset, toy-sized steps, PD masks off (the toy edit is global);
+    fresh_mapper_lr 0.02 at lr_mul 1 = the same effective step as lr 2.0 at StyleCLIP's lr_mul 0.01."""
     cfg = ConsistencyConfig.in_domain(scale_factor=2, pairs_per_step=4, progress_every=1,
-                                      phase1=Phase1Config(epochs=8, lr=2.0, alpha=1.0),
+                                      phase1=Phase1Config(epochs=8, fresh_mapper_lr=0.02, alpha=1.0),
                                       phase2=Phase2Config(epochs=8, lr=2e-2))
     return replace(cfg, use_pd_masks=False)
 

@@ -379,11 +379,12 @@ def feather_mask(size: int, config: AlignConfig = AlignConfig()) -> np.ndarray:
 
 
 def paste_face(frame: np.ndarray, crop: np.ndarray, transform: AlignTransform, mask: np.ndarray | None = None,
-               config: AlignConfig = AlignConfig()) -> np.ndarray:
+               config: AlignConfig = AlignConfig(), soften: bool = True) -> np.ndarray:
     """Puts an (edited) crop [S,S,3] uint8 back into its frame [H,W,3] uint8 through a feathered alpha.
 
-    `mask`: optional face/hair mask [S,S] in [0,1] in crop coordinates (1 = take the crop); it is softened and
-    multiplied with the border feather. Pixels where the alpha is 0 are returned unchanged, bit for bit.
+    `mask`: optional face/hair mask [S,S] in [0,1] in crop coordinates (1 = take the crop); it is softened (unless
+    `soften` is False: a mask that is already a feathered alpha, e.g. STIT's) and multiplied with the border
+    feather. Pixels where the alpha is 0 are returned unchanged, bit for bit.
     """
     s = crop.shape[0]
     if crop.shape[:2] != (s, s) or crop.dtype != np.uint8:
@@ -391,7 +392,9 @@ def paste_face(frame: np.ndarray, crop: np.ndarray, transform: AlignTransform, m
     transform = transform.with_output_size(s)
     alpha = feather_mask(s, config)
     if mask is not None:
-        soft = cv2.GaussianBlur(np.asarray(mask, np.float32), (0, 0), max(config.feather_width * s / 4, 0.5))
+        soft = np.asarray(mask, np.float32)
+        if soften:
+            soft = cv2.GaussianBlur(soft, (0, 0), max(config.feather_width * s / 4, 0.5))
         alpha = alpha * np.clip(soft, 0, 1)
     # When the crop is much larger than the face in the frame, area-downscale it first so the bilinear warp below
     # does not alias (and carry its alpha along the same way).
@@ -450,12 +453,12 @@ def paste_mask(transform: AlignTransform, config: AlignConfig = AlignConfig()) -
 
 
 def paste_frames(frames: Iterable[np.ndarray], crops: Iterable[np.ndarray], transforms: Sequence[AlignTransform],
-                 masks: Iterable[np.ndarray | None] | None = None, config: AlignConfig = AlignConfig()
-                 ) -> Iterator[np.ndarray]:
-    """Pass 3: full frames with the edited crops pasted back (streamed)."""
+                 masks: Iterable[np.ndarray | None] | None = None, config: AlignConfig = AlignConfig(),
+                 soften: bool = True) -> Iterator[np.ndarray]:
+    """Pass 3: full frames with the edited crops pasted back (streamed); masks as in `paste_face`."""
     masks = masks if masks is not None else (None for _ in transforms)
     for frame, crop, transform, mask in zip(frames, crops, transforms, masks, strict=True):
-        yield paste_face(frame, crop, transform, mask, config)
+        yield paste_face(frame, crop, transform, mask, config, soften)
 
 
 def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:

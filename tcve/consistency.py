@@ -86,6 +86,16 @@ class Phase1Config:
     freeze_anchor: bool = True            # official: anchor image for flow/photo = direct-edit anchor, constant
     pd_mask_source: Literal["warped_anchor", "own"] = "warped_anchor"  # frame-i PD mask: official warp(P_a, F_ai)
     fresh_mapper_levels: tuple[bool, bool, bool] = (True, True, True)   # coarse/medium/fine of a fresh mapper
+    # A fresh zero-residual mapper (no pretrained one: directions, styles, text; the official code always has one).
+    # With StyleCLIP's EqualLinear lr_mul 0.01 and lr 1e-3 its effective weights move ~4e-7 per step and phase 1
+    # does nothing. Fresh mappers get lr_mul 1 (StyleGAN's plain equalised lr; same function at start) and the
+    # paper's phase-1 lr (0.05; out-of-domain presets 0.005) (None: ``lr``). fresh_mapper_lr_mul=0.01,
+    # fresh_mapper_lr=None, fresh_mapper_rf='output' restore the old path.
+    # L_rf of a fresh mapper on its applied residual alpha*M(W) ('residual'): a fresh mapper's output M is not an
+    # edit, and L_rf on M ('output', official) costs 1/alpha per unit the codes move, so phase 1 stays put.
+    fresh_mapper_lr_mul: float = 1.0
+    fresh_mapper_lr: float | None = 0.05
+    fresh_mapper_rf: Literal["output", "residual"] = "residual"
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,10 @@ class ConsistencyConfig:
     visibility_k: float = 5.0             # exp(-k*eps): official 5, paper 10
     photometric_range: Literal["255", "unit"] = "255"   # photometric LPIPS input: official [0,255], paper [-1,1]
     eps_mode: Literal["masked", "l1"] = "masked"       # L_eps: official <eps, M>, paper plain mean |eps|
+    # warp of the photometric loss and the warped anchor masks: official flow_warp (align_corners=False on a
+    # (W-1)-normalised grid, edge-touching samples zeroed) or 'aligned' (exact identity at zero flow); the
+    # forward-backward error always uses the aligned sampler, as the official occlusion() does
+    warp_convention: Literal["official", "aligned"] = "official"
     scale_factor: int = 4                 # working resolution = size / scale_factor (official 4: 1024 -> 256)
     downsample_mode: str = "nearest"      # official F.interpolate default (nearest)
     pd_mask_resolution: Literal["full", "working"] = "full"  # official: LPIPS mask at 1024, then downsampled
@@ -154,7 +168,7 @@ class ConsistencyConfig:
         cfg = cls(
             domain="out",
             use_pd_masks=False,
-            phase1=Phase1Config(epochs=5, lr=0.005, alpha=0.04, lambda_rf=0.1, w_out=0.0),
+            phase1=Phase1Config(epochs=5, lr=0.005, alpha=0.04, lambda_rf=0.1, w_out=0.0, fresh_mapper_lr=0.005),
             phase2=Phase2Config(epochs=5, lr=8e-4, lambda_r=200.0, w_out=0.0, freeze_last_layers=True),
         )
         return replace(cfg, **overrides)
@@ -165,7 +179,7 @@ class ConsistencyConfig:
         inn = domain == "in"
         p1 = Phase1Config(
             epochs=10 if inn else 5, lr=0.05 if inn else 0.005, alpha=edit_alpha(edit, "paper") if inn else 0.04,
-            lambda_rf=0.1, w_out=0.0, freeze_anchor=False, pd_mask_source="own",
+            lambda_rf=0.1, w_out=0.0, freeze_anchor=False, pd_mask_source="own", fresh_mapper_lr=0.05 if inn else 0.005,
         )
         p2 = Phase2Config(
             epochs=5, lr=1e-4 if inn else 8e-4, w_out=0.5 if inn else 0.0, out_mask_boost=1.0, out_mask_power=1.0,
@@ -173,7 +187,7 @@ class ConsistencyConfig:
             freeze_last_layers=not inn,
         )
         cfg = cls(domain=domain, phase1=p1, phase2=p2, use_pd_masks=inn, visibility_k=10.0,
-                  photometric_range="unit", eps_mode="l1")
+                  photometric_range="unit", eps_mode="l1", warp_convention="aligned")
         return replace(cfg, **overrides)
 
     def fast(self, pairs_per_step: int = 8) -> ConsistencyConfig:
@@ -204,6 +218,8 @@ OPTION_TABLE: tuple[tuple[str, str, str], ...] = (
     ("visibility_k", "5 (exp(-5 eps), eps in px at 256^2)", "10"),
     ("photometric_range", "'255' (LPIPS fed [0,255])", "'unit' ([-1,1])"),
     ("eps_mode", "'masked' (mask-weighted mean of eps)", "'l1' (plain mean of eps)"),
+    ("warp_convention", "'official' (align_corners=False on a (W-1)-normalised grid, edge samples zeroed)",
+     "'aligned' (warp unstated; align_corners=True, zero flow = identity)"),
     ("scale_factor / downsample_mode", "4 / nearest (flow+losses at 256^2)", "unstated"),
     ("pd_mask_resolution", "'full' (LPIPS at 1024, nearest-downsampled)", "unstated"),
     ("flow_grad", "True (gradients through RAFT, 20 iters)", "True ('all differentiable')"),
@@ -213,6 +229,8 @@ OPTION_TABLE: tuple[tuple[str, str, str], ...] = (
     ("phase1.w_out", "0.5", "0 (not in Eq. 3)"),
     ("phase1.lambda_rf / rf_mode", "0.2 / mean", "0.1 / mean (Eq. 4 L1, taken as mean)"),
     ("phase1.lr / epochs", "1e-3 / 10", "0.05 / 10 (out: 0.005 / 5)"),
+    ("phase1.fresh_mapper_lr_mul / fresh_mapper_lr / fresh_mapper_rf", "1 / 0.05 (out: 0.005) / 'residual' (tcve: "
+     "the code always has a pretrained mapper)", "1 / 0.05 (out: 0.005), its phase-1 lr / 'residual'"),
     ("phase1.alpha", "0.05 eyeglasses, 0.04 others", "0.12 eyeglasses, 0.04 others (out: 0.04)"),
     ("mapper", "the edit's pretrained StyleCLIP mapper (pass `mapper=`)",
      "'same architecture': fresh LevelsMapper, zero residual (`mapper=None`)"),
@@ -293,24 +311,31 @@ def _pair_schedule(num_frames: int, anchor: int, pairs: int, epochs: int, seed: 
     return steps
 
 
-def fresh_mapper(n_latent: int, style_dim: int, levels: tuple[bool, bool, bool] = (True, True, True)) -> nn.Module:
+def fresh_mapper(n_latent: int, style_dim: int, levels: tuple[bool, bool, bool] = (True, True, True),
+                 lr_mul: float = 0.01) -> nn.Module:
     """A StyleCLIP LevelsMapper whose residual starts at exactly zero (last layer of each sub-mapper zeroed).
 
     Zero weight *and* bias of the last EqualLinear give sqrt(2)*lrelu(0) = 0 while its weight still gets gradients.
+    lr_mul: the EqualLinear learning-rate multiplier (StyleCLIP's 0.01). The function at initialisation is the same
+    for any value (stored weights are rescaled); only how far an optimiser step moves the effective weights changes.
     """
-    from .models.mapper import LevelsMapper
+    from .models.mapper import LevelsMapper, MapperLinear
 
     coarse, medium, fine = levels
     mapper = LevelsMapper(no_coarse=not coarse, no_medium=not medium, no_fine=not fine, n_latent=n_latent,
                           style_dim=style_dim)
     with torch.no_grad():
         for child in mapper.children():
-            linears = [m for m in child.modules()
-                       if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() == 2]
+            linears = [m for m in child.modules() if isinstance(m, MapperLinear)]
+            for layer in linears:   # same effective weights, new parameterisation
+                ratio = layer.lr_mul / lr_mul
+                layer.weight.mul_(ratio)
+                layer.bias.mul_(ratio)
+                layer.scale = layer.scale / layer.lr_mul * lr_mul
+                layer.lr_mul = lr_mul
             if linears:
                 linears[-1].weight.zero_()
-                if getattr(linears[-1], "bias", None) is not None:
-                    linears[-1].bias.zero_()
+                linears[-1].bias.zero_()
     return mapper
 
 
@@ -438,7 +463,7 @@ def _masks_and_photo(ctx: _Ctx, x_a: torch.Tensor, x_i: torch.Tensor, f_ai: torc
         m_i = fuse_masks(m_i, pd_i)
         m_a = fuse_masks(m_a, pd_a.expand(k, -1, -1, -1))
     photo = photometric_loss(ctx.lpips, x_a.expand(k, -1, -1, -1), x_i, f_ai, f_ia, m_a, m_i,
-                             lpips_input_range=cfg.photometric_range)
+                             lpips_input_range=cfg.photometric_range, warp_convention=cfg.warp_convention)
     eps_loss = fb_consistency_loss(e_a, e_i, m_a, m_i, mode=cfg.eps_mode) if lambda_eps else photo.new_zeros(())
     tv = flow_tv(f_ai) + flow_tv(f_ia) if w_tv else photo.new_zeros(())
     return photo, eps_loss, tv
@@ -453,16 +478,17 @@ def _run_phase1(ctx: _Ctx, g0: nn.Module, w_edit: torch.Tensor, mapper: nn.Modul
     cfg, p1 = ctx.cfg, ctx.cfg.phase1
     t0 = time.perf_counter()
     n_latent, dim = w_edit.shape[1:]
-    if mapper is None:
+    fresh = mapper is None
+    if fresh:
         with torch.random.fork_rng(devices=[]):   # seeded, without touching the caller's global RNG
             torch.manual_seed(ctx.seed)
-            mapper = fresh_mapper(n_latent, dim, p1.fresh_mapper_levels)
+            mapper = fresh_mapper(n_latent, dim, p1.fresh_mapper_levels, p1.fresh_mapper_lr_mul)
     else:
         mapper = copy.deepcopy(mapper)   # the caller's pretrained mapper stays untouched
     mapper = mapper.to(ctx.device).float().train()
     mapper.requires_grad_(True)
     params = [p for p in mapper.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=p1.lr)
+    opt = torch.optim.Adam(params, lr=p1.fresh_mapper_lr if fresh and p1.fresh_mapper_lr is not None else p1.lr)
     a = ctx.anchor
     w_edit = w_edit.detach()
     use_pd = cfg.use_pd_masks
@@ -488,13 +514,14 @@ def _run_phase1(ctx: _Ctx, g0: nn.Module, w_edit: torch.Tensor, mapper: nn.Modul
         pd_a = pd_i = pd_out = None
         if use_pd:
             pd_a = ctx.pd_mask(full_a, ctx.down(full_a), a_idx)     # carries gradient to the mapper (official)
-            warped_a = warp(pd_a.expand(len(idx), -1, -1, -1), f_ai)
+            warped_a = warp(pd_a.expand(len(idx), -1, -1, -1), f_ai, convention=cfg.warp_convention)
             if p1.pd_mask_source == "warped_anchor":
                 pd_i = pd_out = warped_a
             else:
                 pd_i = pd_out = ctx.pd_mask(full_i, x_i, idx)
         photo, eps_loss, tv = _masks_and_photo(ctx, x_a, x_i, f_ai, f_ia, pd_a, pd_i, p1.lambda_eps, p1.w_tv)
-        rf = latent_residual_loss(delta[1:], p1.rf_mode) + latent_residual_loss(delta[:1], p1.rf_mode)
+        rf_delta = delta * p1.alpha if fresh and p1.fresh_mapper_rf == "residual" else delta
+        rf = latent_residual_loss(rf_delta[1:], p1.rf_mode) + latent_residual_loss(rf_delta[:1], p1.rf_mode)
         if use_pd and p1.w_out:
             out = out_of_mask_loss(ctx.lpips, x_i, ctx.inputs_work[idx], pd_out, power=4.0)
         else:
@@ -567,7 +594,8 @@ def _run_phase2(ctx: _Ctx, g0: nn.Module, latents: torch.Tensor, frac0: float, f
         out = photo.new_zeros(())
         if w_out:
             paper_clamp = p2.out_mask_power == 1.0
-            m_i = warp(pd_a.expand(k, -1, -1, -1), f_ai) if p2.out_mask_source == "warped_anchor" else pd_i
+            m_i = (warp(pd_a.expand(k, -1, -1, -1), f_ai, convention=cfg.warp_convention)
+                   if p2.out_mask_source == "warped_anchor" else pd_i)
             out = (out_of_mask_loss(ctx.lpips, x_i, ctx.inputs_work[idx], m_i, p2.out_mask_power, paper_clamp)
                    + out_of_mask_loss(ctx.lpips, x_a, y_a, pd_a, p2.out_mask_power, paper_clamp))
         reg = photo.new_zeros(())

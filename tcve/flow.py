@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -31,6 +31,8 @@ __all__ = [
     "RaftFlow",
     "DisFlow",
     "warp",
+    "WarpConvention",
+    "WARP_CONVENTIONS",
     "fb_consistency_error",
     "visibility_mask",
     "load_flow_estimator",
@@ -53,16 +55,29 @@ def _base_grid(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torc
     return torch.stack((xs, ys), dim=0).unsqueeze(0)
 
 
-def warp(x: torch.Tensor, flow: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
-    """Backward warp: ``out(p) = x(p + flow(p))``, bilinear, zeros outside the image.
+WarpConvention = Literal["aligned", "official"]
+WARP_CONVENTIONS = ("aligned", "official")
+
+
+def warp(x: torch.Tensor, flow: torch.Tensor, padding_mode: str = "zeros",
+         convention: WarpConvention = "aligned") -> torch.Tensor:
+    """Backward warp: ``out(p) = x(p + flow(p))``, bilinear.
 
     x: ``[B,C,H,W]``; flow: ``[B,2,H,W]`` (pixels, x then y) -> ``[B,C,H,W]`` (a batch of 1 on either side broadcasts).
-    The grid is normalised by ``(W-1, H-1)`` with ``align_corners=True`` so a zero flow is an identity up to float
-    rounding (the official code mixes that normalisation with ``align_corners=False``, a sub-pixel stretch; notes §5.1).
-    padding_mode: 'zeros' (the method) or 'border' (clamped samples, as flownet2's Resample2d in Lai et al.'s metric).
+    The sampling grid is normalised by ``(W-1, H-1)`` in both conventions:
+
+    - 'aligned': ``grid_sample(align_corners=True)``, so a zero flow is an identity up to float rounding;
+      padding_mode 'zeros' (the method) or 'border' (clamped samples, as flownet2's Resample2d in Lai et al.'s metric).
+    - 'official': the official ``utils/flow_utils.flow_warp``: ``grid_sample``'s default ``align_corners=False`` on
+      that grid, i.e. pixel x is sampled at ``(x + flow_x) * W/(W-1) - 0.5`` (a sub-pixel stretch about the centre),
+      zero padding, and every output pixel whose bilinear footprint leaves the image (a warped all-ones image below
+      0.9999) set to 0, which zeroes the outer 1-px ring even at zero flow. The mask carries no gradient there
+      either. padding_mode must be 'zeros'.
     """
     if flow.shape[1] != 2 or flow.shape[-2:] != x.shape[-2:]:
         raise ValueError(f"flow must be [B,2,H,W] matching x {tuple(x.shape)}, got {tuple(flow.shape)}")
+    if convention not in WARP_CONVENTIONS:
+        raise ValueError(f"convention must be one of {WARP_CONVENTIONS}, got {convention!r}")
     b, _, h, w = x.shape
     coords = _base_grid(h, w, flow.device, flow.dtype) + flow
     gx = 2.0 * coords[:, 0] / max(w - 1, 1) - 1.0
@@ -74,7 +89,16 @@ def warp(x: torch.Tensor, flow: torch.Tensor, padding_mode: str = "zeros") -> to
         x = x.expand(n, -1, -1, -1)
     if grid.shape[0] != n:
         grid = grid.expand(n, -1, -1, -1)
-    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=True)
+    grid = grid.to(x.dtype)
+    if convention == "aligned":
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
+    if padding_mode != "zeros":
+        raise ValueError("the official warp pads with zeros only")
+    warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    with torch.no_grad():
+        inside = F.grid_sample(torch.ones_like(x[:, :1]), grid.detach(), mode="bilinear", padding_mode="zeros",
+                               align_corners=False) >= 0.9999
+    return warped * inside.to(warped.dtype)
 
 
 def fb_consistency_error(flow_fw: torch.Tensor, flow_bw: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import CheckpointUnavailable
-from .flow import warp
+from .flow import WarpConvention, warp
 
 logger = logging.getLogger(__name__)
 
@@ -148,18 +148,21 @@ def fuse_masks(visibility: torch.Tensor, pd: torch.Tensor) -> torch.Tensor:
 
 def photometric_loss(lpips: nn.Module, x_a: torch.Tensor, x_i: torch.Tensor, flow_ai: torch.Tensor,
                      flow_ia: torch.Tensor, mask_a: torch.Tensor, mask_i: torch.Tensor,
-                     lpips_input_range: Literal["255", "unit"] = "255") -> torch.Tensor:
+                     lpips_input_range: Literal["255", "unit"] = "255",
+                     warp_convention: WarpConvention = "official") -> torch.Tensor:
     """Bidirectional masked photometric loss (Eq. 1).
 
     ``<LPIPS(x_i, warp(x_a, flow_ia)), mask_i> + <LPIPS(x_a, warp(x_i, flow_ai)), mask_a>``; flow_ai lives on the
     anchor grid (a->i), flow_ia on frame i's grid (i->a). lpips_input_range '255' feeds LPIPS 127.5*(x+1) as the
-    official code does; 'unit' feeds [-1,1] (paper / LPIPS' intended range).
+    official code does; 'unit' feeds [-1,1] (paper / LPIPS' intended range). warp_convention: 'official' (the
+    official ``flow_warp``: align_corners=False on a (W-1)-normalised grid, edge-touching samples zeroed) or
+    'aligned' (align_corners=True, a zero flow is an identity); see ``tcve.flow.warp``.
     """
     q = to_255 if lpips_input_range == "255" else (lambda t: t)
     if lpips_input_range not in ("255", "unit"):
         raise ValueError(f"lpips_input_range must be '255' or 'unit', got {lpips_input_range!r}")
-    a_to_i = warp(x_a, flow_ia)
-    i_to_a = warp(x_i, flow_ai)
+    a_to_i = warp(x_a, flow_ia, convention=warp_convention)
+    i_to_a = warp(x_i, flow_ai, convention=warp_convention)
     return masked_mean(lpips(q(x_i), q(a_to_i)), mask_i) + masked_mean(lpips(q(x_a), q(i_to_a)), mask_a)
 
 

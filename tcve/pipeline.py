@@ -32,7 +32,7 @@ from .landmarks import LandmarkDetector
 from .metrics import (consecutive_flows, frames_to_images, images_to_frames, lpips_fidelity, resize_square,
                       warping_error_from_flows, xt_slice)
 from .smoothing import SmoothingConfig, smooth_latents
-from .stitch import StitchConfig, stitch_tune
+from .stitch import StitchConfig, paste_alphas, stitch_tune
 from .video import AudioSource, ReadOptions, VideoInfo, VideoLimits, VideoWriter, iter_frames, probe, side_by_side
 
 log = logging.getLogger(__name__)
@@ -268,11 +268,11 @@ def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, o
         consistent_generator, consistent_latents = result.generator, result.latents
         consistent = result.images if result.images is not None else render(result.generator, result.latents)
     stages.done("consistency")
-    final = consistent
+    final, final_masks = consistent, None
     if config.stitch is not None and domain == "in" and config.run_consistency:
         stitched = stitch_tune(consistent_generator, consistent_latents, inputs, config.stitch, edited=consistent,
                                progress=stages.sub("stitch"), cancel=cancel)
-        final = stitched.images
+        final, final_masks = stitched.images, paste_alphas(stitched, config.stitch)  # STIT: inside the face mask
     stages.done("stitch")
 
     smoothing = None
@@ -294,7 +294,8 @@ def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, o
         # hold them all, hence one branch per stream actually written).
         branches = itertools.tee(iter_frames(input_path, config.read), 3 + (smooth_frames is not None))
         originals = branches[0]
-        pasted_final = paste_frames(branches[1], final_frames, transforms, config=align_cfg)
+        pasted_final = paste_frames(branches[1], final_frames, transforms, masks=final_masks, config=align_cfg,
+                                    soften=False)
         pasted_direct = paste_frames(branches[2], direct_frames, transforms, config=align_cfg)
         pasted_smooth = (paste_frames(branches[3], smooth_frames, transforms, config=align_cfg)
                          if smooth_frames is not None else None)

@@ -11,7 +11,8 @@ and bilinearly upsampled: fg = face mask dilated by a 51 px square; full = fg di
 Gaussian-blurred with a 75 px kernel (OpenCV's sigma rule). Pixel sizes are given at 512 and scale with the crop.
 
 The face mask comes from an injected callable (BiSeNet in the original; none ships offline), by default a soft
-ellipse around the FFHQ crop centre. Poisson blending and the full-frame paste-back live in ``tcve.align``.
+ellipse around the FFHQ crop centre. Poisson blending and the full-frame paste-back live in ``tcve.align``; the
+pipeline pastes the tuned crops through ``paste_alphas`` (inside the dilated face mask, as STIT does).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,7 +34,7 @@ from .errors import Cancelled
 logger = logging.getLogger(__name__)
 
 __all__ = ["StitchConfig", "StitchMasks", "StitchResult", "ellipse_face_mask", "stitch_masks",
-           "blend", "stitch_tune"]
+           "blend", "paste_alphas", "stitch_tune"]
 
 MaskFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -54,6 +56,10 @@ class StitchConfig:
     freeze_high_res: bool = False         # STIT's freezed_layers.txt (a no-op in the official run: name mismatch)
     noise_mode: str = "const"
     amp: Literal["none", "bf16", "fp16"] = "none"
+    # What goes back into the frame: 'face_mask' (STIT: the tuned crop inside the dilated face mask, through the
+    # feathered alpha; the generated background nobody constrained stays out) or 'crop' (the whole crop with the
+    # paste-back's edge feather only)
+    paste: Literal["face_mask", "crop"] = "face_mask"
 
 
 @dataclass
@@ -141,6 +147,17 @@ def stitch_masks(face: torch.Tensor, size: int, config: StitchConfig | None = No
 def blend(images: torch.Tensor, crops: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """Alpha-feathered composite in crop space: ``alpha * images + (1 - alpha) * crops``."""
     return alpha * images + (1.0 - alpha) * crops
+
+
+def paste_alphas(result: StitchResult, config: StitchConfig | None = None) -> list[np.ndarray] | None:
+    """Per-frame paste alphas ``[S,S]`` float32 in [0,1] (crop coordinates) for ``tcve.align.paste_frames``:
+    ``masks.alpha`` for ``paste='face_mask'``, None (the whole crop) for ``paste='crop'``."""
+    cfg = config or StitchConfig()
+    if cfg.paste == "crop":
+        return None
+    if cfg.paste != "face_mask":
+        raise ValueError(f"paste must be 'face_mask' or 'crop', got {cfg.paste!r}")
+    return list(result.masks.alpha[:, 0].detach().float().cpu().numpy())
 
 
 def _masked_sse(x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:

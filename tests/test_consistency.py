@@ -52,9 +52,10 @@ def clip() -> dict:
 
 def _toy_config(**kw) -> ConsistencyConfig:
     # Official in-domain preset with toy-sized steps: 4 pairs per step (one step per epoch), flow at 32 px.
+    # fresh_mapper_lr 0.02 at the fresh mapper's lr_mul 1 is the same effective step as lr 2.0 at lr_mul 0.01.
     cfg = ConsistencyConfig.in_domain(
         scale_factor=2, pairs_per_step=4, progress_every=1,
-        phase1=Phase1Config(epochs=4, lr=2.0, alpha=1.0),
+        phase1=Phase1Config(epochs=4, fresh_mapper_lr=0.02, alpha=1.0),
         phase2=Phase2Config(epochs=4, lr=2e-2),
     )
     return replace(cfg, **kw)
@@ -81,6 +82,7 @@ def test_presets_carry_named_differences() -> None:
     assert (off.phase2.out_mask_boost, off.phase2.out_mask_power) == (15.0, 4.0)
     assert out.phase2.freeze_last_layers and not out.use_pd_masks and out.phase2.lr == 8e-4 and out.phase1.epochs == 5
     assert off.scale_factor == 4 and off.pairs_per_step == 1 and off.flow_grad
+    assert (off.warp_convention, pap.warp_convention, out.warp_convention) == ("official", "aligned", "official")
     for option, _, _ in OPTION_TABLE:   # every README row names real fields
         if option == "mapper":                 # a run_consistency argument, not a config field
             continue
@@ -113,6 +115,51 @@ def test_phase1_gradients_reach_the_mapper_only(clip: dict) -> None:
     assert torch.equal(res.latents[:, 8:], clip["w_edit"][:, 8:])
 
 
+def test_warp_convention_reaches_the_photometric_term(clip: dict) -> None:
+    photo = {}
+    for convention in ("official", "aligned"):
+        cfg = _toy_config(run_phase2=False, warp_convention=convention,
+                          phase1=Phase1Config(epochs=1, fresh_mapper_lr=0.0, alpha=1.0))
+        res = run_phase1(clip["g"], clip["w_edit"], clip["inputs"], clip["flow"], clip["lpips"], cfg)
+        photo[convention] = res.history["photo"][0]
+    assert abs(photo["official"] - photo["aligned"]) > 1e-3 * photo["aligned"], photo
+
+
+def _direction_phase1(clip: dict, **phase1) -> tuple[list[float], float]:
+    # The toy's direct edit is a direction edit (w + d + jitter): no pretrained mapper, so phase 1 starts from a
+    # fresh one, at the official in-domain phase-1 settings (lr 1e-3, alpha 0.04, lambda_rf 0.2); 4 pairs per step
+    # are all the non-anchor frames, so every step's loss is over the same pairs. DIS flow has no gradient: L_eps off.
+    cfg = ConsistencyConfig.in_domain(scale_factor=2, pairs_per_step=4, progress_every=100, use_pd_masks=False,
+                                      phase1=Phase1Config(epochs=12, lambda_eps=0.0, **phase1))
+    res = run_phase1(clip["g"], clip["w_edit"], clip["inputs"], clip["flow"], clip["lpips"], cfg)
+    return res.history["loss"], float((res.latents - clip["w_edit"]).abs().mean())
+
+
+def test_phase1_with_a_fresh_mapper_lowers_its_loss(clip: dict) -> None:
+    loss, moved = _direction_phase1(clip)
+    assert loss[-1] < 0.8 * loss[0], loss                  # measured -30%
+    assert moved > 1e-3
+    # the old path (StyleCLIP's lr_mul 0.01 at lr 1e-3, L_rf on the mapper output) does not move
+    old_loss, old_moved = _direction_phase1(clip, fresh_mapper_lr_mul=0.01, fresh_mapper_lr=None,
+                                            fresh_mapper_rf="output")
+    assert abs(old_loss[-1] / old_loss[0] - 1) < 0.01 and old_moved < 1e-4, (old_loss, old_moved)
+
+
+def test_fresh_mapper_parameterisation_keeps_the_function() -> None:
+    torch.manual_seed(0)
+    a = fresh_mapper(10, DIM, lr_mul=0.01)
+    torch.manual_seed(0)
+    b = fresh_mapper(10, DIM, lr_mul=1.0)
+    # un-zero the last layers identically, so the comparison covers every layer
+    for m in (a, b):
+        with torch.no_grad():
+            for layer in (m.course_mapping.mapping[-1], m.medium_mapping.mapping[-1], m.fine_mapping.mapping[-1]):
+                layer.weight.fill_(0.01 / layer.lr_mul)
+    w = torch.randn(3, 10, DIM)
+    torch.testing.assert_close(a(w), b(w))
+    assert b.course_mapping.mapping[1].lr_mul == 1.0
+
+
 def test_phase2_tunes_only_unfrozen_layers(clip: dict) -> None:
     g = clip["g"]
     cfg = replace(ConsistencyConfig.out_of_domain(scale_factor=2, pairs_per_step=4),
@@ -130,7 +177,7 @@ def test_phase2_tunes_only_unfrozen_layers(clip: dict) -> None:
 
 def test_phase1_loss_drops_on_flickering_clip(clip: dict) -> None:
     cfg = _toy_config(run_phase2=False, use_pd_masks=False,
-                      phase1=Phase1Config(epochs=4, lr=2.0, alpha=1.0, lambda_eps=0.0, w_out=0.0))
+                      phase1=Phase1Config(epochs=4, fresh_mapper_lr=0.02, alpha=1.0, lambda_eps=0.0, w_out=0.0))
     res = run_phase1(clip["g"], clip["w_edit"], clip["inputs"], clip["flow"], clip["lpips"], cfg)
     photo = res.history["photo"]
     assert photo[-1] < 0.8 * photo[0], photo
@@ -142,7 +189,7 @@ PROOF_SEEDS = (0, 1, 2, 3)
 def _proof_config() -> ConsistencyConfig:
     # The toy edit is global, so the perceptual-difference masks (which localise an edit against the input) would
     # mark the whole frame; they are off here and tested in test_losses.py.
-    return _toy_config(use_pd_masks=False, phase1=Phase1Config(epochs=8, lr=2.0, alpha=1.0),
+    return _toy_config(use_pd_masks=False, phase1=Phase1Config(epochs=8, fresh_mapper_lr=0.02, alpha=1.0),
                        phase2=Phase2Config(epochs=8, lr=2e-2))
 
 
@@ -198,7 +245,8 @@ def test_progress_reported_and_cancellation(clip: dict, proof: dict) -> None:
 
 
 def test_deterministic_under_seed(clip: dict) -> None:
-    cfg = _toy_config(phase1=Phase1Config(epochs=1, lr=2.0, alpha=1.0), run_phase2=False, return_images=False)
+    cfg = _toy_config(phase1=Phase1Config(epochs=1, fresh_mapper_lr=0.02, alpha=1.0), run_phase2=False,
+                      return_images=False)
     a = run_phase1(clip["g"], clip["w_edit"], clip["inputs"], clip["flow"], clip["lpips"], cfg)
     b = run_phase1(clip["g"], clip["w_edit"], clip["inputs"], clip["flow"], clip["lpips"], cfg)
     assert torch.equal(a.latents, b.latents)

@@ -52,6 +52,60 @@ def test_warp_rejects_mismatched_flow():
         warp(torch.zeros(1, 3, 8, 8), torch.zeros(1, 2, 8, 9))
 
 
+def test_official_warp_zero_flow_by_hand():
+    # official flow_warp: grid / (W-1) with align_corners=False samples pixel x at x*W/(W-1) - 0.5.
+    # W = 5: x=1 -> 0.75, x=2 -> 2.0, x=3 -> 3.25; x=0 -> -0.5 and x=4 -> 4.5 touch the edge -> 0.
+    # H = 3: y=1 -> 1.0; y=0 -> -0.5 and y=2 -> 2.5 touch the edge -> 0.
+    x = torch.tensor([0.0, 10.0, 20.0, 30.0, 40.0]).expand(1, 1, 3, 5).contiguous()
+    out = warp(x, torch.zeros(1, 2, 3, 5), convention="official")
+    expected = torch.zeros(1, 1, 3, 5)
+    expected[0, 0, 1] = torch.tensor([0.0, 7.5, 20.0, 32.5, 0.0])   # 0.25*0 + 0.75*10, 20, 0.75*30 + 0.25*40
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    # the aligned convention is an identity on the same input
+    torch.testing.assert_close(warp(x, torch.zeros(1, 2, 3, 5)), x, atol=1e-5, rtol=0)
+
+
+def _official_warp_numpy(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """The official convention written out per pixel: image [C,H,W], flow [2,H,W] -> [C,H,W]."""
+    c, h, w = image.shape
+    out = np.zeros_like(image)
+    for y in range(h):
+        for x in range(w):
+            sx = (x + flow[0, y, x]) * w / (w - 1) - 0.5
+            sy = (y + flow[1, y, x]) * h / (h - 1) - 0.5
+            x0, y0 = int(np.floor(sx)), int(np.floor(sy))
+            fx, fy = sx - x0, sy - y0
+            value, weight_inside = np.zeros(c), 0.0
+            for yy, wy in ((y0, 1 - fy), (y0 + 1, fy)):
+                for xx, wx in ((x0, 1 - fx), (x0 + 1, fx)):
+                    if 0 <= yy < h and 0 <= xx < w:
+                        value += wy * wx * image[:, yy, xx]
+                        weight_inside += wy * wx
+            out[:, y, x] = value if weight_inside >= 0.9999 else 0.0
+    return out
+
+
+def test_official_warp_matches_the_convention_written_out():
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(2, 7, 9))
+    flow = np.stack([rng.uniform(-2.5, 2.5, (7, 9)), rng.uniform(-2.5, 2.5, (7, 9))])
+    expected = _official_warp_numpy(image, flow)
+    out = warp(torch.from_numpy(image)[None].float(), torch.from_numpy(flow)[None].float(), convention="official")
+    np.testing.assert_allclose(out[0].numpy(), expected, atol=1e-5)
+    assert (expected == 0).any() and (expected != 0).mean() > 0.3   # both kinds of pixels are exercised
+    with pytest.raises(ValueError):
+        warp(torch.zeros(1, 1, 4, 4), torch.zeros(1, 2, 4, 4), convention="corners")
+    with pytest.raises(ValueError):
+        warp(torch.zeros(1, 1, 4, 4), torch.zeros(1, 2, 4, 4), padding_mode="border", convention="official")
+
+
+def test_official_warp_passes_gradients_to_image_and_flow():
+    image = torch.randn(1, 3, 8, 8, requires_grad=True)
+    flow = torch.full((1, 2, 8, 8), 0.3, requires_grad=True)
+    warp(image, flow, convention="official").sum().backward()
+    assert image.grad.abs().sum() > 0 and flow.grad.abs().sum() > 0
+
+
 def test_fb_error_zero_for_consistent_translation_and_large_on_occlusion():
     fw, bw = _const_flow(2, 1), _const_flow(-2, -1)
     eps = fb_consistency_error(fw, bw)

@@ -59,3 +59,44 @@ def test_stitch_tuning_fixes_border_and_keeps_content() -> None:
     with torch.no_grad():
         torch.testing.assert_close(g.synthesis(w_edit), edited)
     torch.testing.assert_close(res.blended, blend(res.images, crops, m.alpha))
+
+
+def _paste_case(paste: str):
+    import cv2
+    import numpy as np
+
+    from tcve.align import AlignTransform, paste_frames, quad_from_axes
+    from tcve.stitch import StitchResult, paste_alphas
+
+    rng = np.random.default_rng(0)
+    size = 64
+    frame = rng.integers(0, 256, (200, 240, 3), dtype=np.uint8)
+    crop = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    t = AlignTransform(quad_from_axes(np.array([120.0, 100.0]), np.array([50.0, 6.0])), size, (200, 240))
+    masks = stitch_masks(ellipse_face_mask(torch.zeros(1, 3, size, size)), size)
+    result = StitchResult(images=torch.zeros(1, 3, size, size), blended=torch.zeros(1, 3, size, size), masks=masks,
+                          history={}, seconds=0.0)
+    cfg = StitchConfig(paste=paste)
+    out = next(paste_frames(iter([frame]), iter([crop]), [t], masks=paste_alphas(result, cfg), soften=False))
+    # the dilated face mask 'full' and the paste alpha in frame coordinates
+    to_frame = dict(dsize=(240, 200), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
+    full = cv2.warpAffine(masks.full[0, 0].numpy(), t.frame_to_crop[:2], **to_frame)
+    alpha = cv2.warpAffine(masks.alpha[0, 0].numpy(), t.frame_to_crop[:2], **to_frame)
+    inside_quad = cv2.warpAffine(np.ones((size, size), np.float32), t.frame_to_crop[:2], **to_frame) > 0.999
+    return frame, out, full, alpha, inside_quad
+
+
+def test_phase3_pastes_inside_the_dilated_face_mask_only() -> None:
+    frame, out, full, alpha, inside_quad = _paste_case("face_mask")
+    outside = full == 0
+    assert outside.sum() > 5000 and (outside & inside_quad).sum() > 500   # crop pixels outside the face mask exist
+    assert (out[outside] == frame[outside]).all()                          # ... and come from the original frame
+    core = alpha > 0.99
+    assert core.sum() > 500 and (out[core] != frame[core]).any(axis=-1).mean() > 0.95   # the face is the crop's
+
+
+def test_paste_option_crop_restores_the_whole_crop_paste() -> None:
+    frame, out, full, _, inside_quad = _paste_case("crop")
+    background = (full == 0) & inside_quad
+    # generated background pasted too (measured 45%: the rest is the edge feather's zero inset)
+    assert (out[background] != frame[background]).any(axis=-1).mean() > 0.3
