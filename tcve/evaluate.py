@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "METHODS", "METHOD_LABELS", "PAPER_EDITS", "EvaluateConfig", "Row", "Failure", "Summary", "EvaluationResult",
-    "ServiceModels", "method_output", "evaluate_clip", "evaluate", "aggregate", "to_markdown", "to_csv", "find_clips",
+    "ServiceModels", "consistency_settings", "method_output", "evaluate_clip", "evaluate", "aggregate", "to_markdown",
+    "to_csv", "find_clips",
     "add_arguments", "run_from_args",
 ]
 
@@ -158,7 +159,8 @@ def _read_options(path: str | os.PathLike[str], config: EvaluateConfig) -> Pipel
     return pipeline
 
 
-def _consistency(config: EvaluateConfig, domain: str, edit: str, size: int) -> ConsistencyConfig:
+def consistency_settings(config: EvaluateConfig, domain: str, edit: str, size: int) -> ConsistencyConfig:
+    """The consistency settings every phase method runs with for this edit and crop size."""
     cfg = consistency_config_for(config.pipeline, domain, edit, size)
     return cfg.fast(config.fast_pairs) if config.fast_pairs else cfg
 
@@ -173,7 +175,7 @@ def method_output(method: str, edit: EditResult, inputs: torch.Tensor, domain: s
             return render(edit.generator, smooth_latents(edit.w_plus, config.smoothing))
     if method == "dvp":
         return deep_video_prior(inputs, edit.images, config.dvp)
-    cfg = _consistency(config, domain, edit.name, int(inputs.shape[-1]))
+    cfg = consistency_settings(config, domain, edit.name, int(inputs.shape[-1]))
     run = {"phase1": phase1_only, "phase2": phase2_only, "full": run_consistency}[method]
     result = run(edit.generator, edit.w_plus, inputs, models.flow, models.lpips, cfg, mapper=edit.mapper)
     return result.images if result.images is not None else render(result.generator, result.latents)

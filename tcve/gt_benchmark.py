@@ -39,7 +39,7 @@ from .align import AlignConfig, AlignTransform, FaceTrack, align_frames, compute
 from .cache import StageCache, hash_frames
 from .demo.gt_clips import GT_EDITS, ClipSpec, GroundTruthClip, GroundTruthPair, make_clip, make_pair
 from .edit import EDITS, EditResult, EditSpec, apply_edit
-from .evaluate import METHOD_LABELS, METHODS, EvaluateConfig, method_output
+from .evaluate import METHOD_LABELS, METHODS, EvaluateConfig, consistency_settings, method_output
 from .identity import identity_scores
 from .invert import OUT_OF_DOMAIN, Inversion, InversionConfig, invert_video, render, with_pti_steps
 from .metrics import (consecutive_flows, frames_to_images, images_to_frames, lpips_fidelity, resize_square,
@@ -270,8 +270,8 @@ def evaluate_ground_truth_clip(spec: ClipSpec, edits: Sequence[str], models: Pip
         for method in config.methods:
             say(f"{clip.name} / {edit_name}: {method}")
             t1 = time.perf_counter()
-            if method == "dvp" and models.cache is not None:
-                video, seconds = _cached_dvp(edit, inputs, models, config)
+            if method in CACHED_METHODS and models.cache is not None:
+                video, seconds = _cached_output(method, edit, inputs, pair.domain, models, config)
             else:
                 video = method_output(method, edit, inputs, pair.domain, models, config)
                 seconds = edit_seconds if method == "direct" else time.perf_counter() - t1
@@ -284,22 +284,34 @@ def evaluate_ground_truth_clip(spec: ClipSpec, edits: Sequence[str], models: Pip
     return rows
 
 
-def _cached_dvp(edit: EditResult, inputs: torch.Tensor, models: PipelineModels,
-                config: EvaluateConfig) -> tuple[torch.Tensor, float]:
-    """DVP through ``models.cache``: it depends only on the input crops, the direct edit and its settings (not on
-    the consistency method), so a rerun of the benchmark need not train it again. Returns (video, seconds as
-    measured when it was computed)."""
+CACHED_METHODS = ("dvp", "phase1", "phase2", "full")  # the slow ones
+
+
+def _cached_output(method: str, edit: EditResult, inputs: torch.Tensor, domain: str, models: PipelineModels,
+                   config: EvaluateConfig) -> tuple[torch.Tensor, float]:
+    """``method_output`` through ``models.cache``, keyed by the input crops, the direct edit (codes and images) and
+    the method's full settings (``DVPConfig`` / the ``ConsistencyConfig`` it runs with), so rerunning the benchmark
+    (e.g. to score with another identity network) does not train again. Returns (video, seconds as measured when it
+    was computed). Changing the method's code without its settings needs a fresh cache folder."""
     digest = hashlib.sha256()
-    for part in (hash_frames(inputs.detach().cpu()), hash_frames(edit.images.detach().cpu()), repr(config.dvp)):
+    if method == "dvp":  # DVP sees only the input crops and the direct edit's images
+        stage, parts = "dvp", (hash_frames(inputs.detach().cpu()), hash_frames(edit.images.detach().cpu()),
+                               repr(config.dvp))
+    else:
+        stage = "outputs"
+        parts = (method, hash_frames(inputs.detach().cpu()), hash_frames(edit.images.detach().cpu()),
+                 hash_frames(edit.w_plus.detach().cpu()),
+                 repr(consistency_settings(config, domain, edit.name, int(inputs.shape[-1]))))
+    for part in parts:
         digest.update(part.encode())
     key = digest.hexdigest()
-    entry = models.cache.load("dvp", key)
+    entry = models.cache.load(stage, key)
     if entry is not None:
         return entry["images"].to(inputs.device), float(entry["seconds"])
     t0 = time.perf_counter()
-    video = method_output("dvp", edit, inputs, "in", models, config).detach()
+    video = method_output(method, edit, inputs, domain, models, config).detach()
     seconds = time.perf_counter() - t0
-    models.cache.save("dvp", key, {"images": video.cpu(), "seconds": seconds})
+    models.cache.save(stage, key, {"images": video.cpu(), "seconds": seconds})
     return video, seconds
 
 
@@ -528,18 +540,20 @@ def to_csv(result: GTResult) -> str:
 # ------------------------------------------------------------------------------------------------ command line
 
 
-def demo_identity_embedder(device: torch.device | str = "cpu") -> Embedder | None:
-    """The demo pack's identity embedding (``weights/identity.pt``), or None where it is not trained here (the
-    identity columns then stay empty)."""
+def demo_identity_embedder(device: torch.device | str = "cpu", path: str | Path | None = None
+                           ) -> tuple[Embedder | None, str]:
+    """An identity embedding from ``path`` (default: the demo pack's ``weights/identity.pt``) and a label naming the
+    file (its sha256 prefix); (None, reason) where there is none (the identity columns then stay empty)."""
     from .demo import WEIGHTS_DIR
     from .identity import embed, load_identity_net
 
-    path = WEIGHTS_DIR / "identity.pt"
+    path = Path(path) if path is not None else WEIGHTS_DIR / "identity.pt"
     if not path.exists():
-        log.warning("no demo identity net at %s: TL-ID / TG-ID are not measured", path)
-        return None
+        log.warning("no identity net at %s: TL-ID / TG-ID are not measured", path)
+        return None, f"none ({path} missing)"
     net = load_identity_net(path).to(device)
-    return lambda images: embed(net, images)
+    label = f"{path.name} sha256 {hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+    return (lambda images: embed(net, images)), label
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -557,6 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu | cuda[:N]")
     p.add_argument("--cache", help="keep inversions and DVP results here and reuse them (keyed by their inputs and "
                                    "settings; seconds are those measured when computed)")
+    p.add_argument("--identity", help="identity embedding file (default: the demo pack's weights/identity.pt)")
     p.add_argument("--out-dir", help="write results.md, results.csv, command.txt here")
     p.add_argument("--combine", nargs="+", metavar="CSV",
                    help="no run: one table from the results.csv of several runs (rows they share must agree)")
@@ -593,9 +608,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cache:
             models = replace(models, cache=StageCache(args.cache),
                              checkpoint_names=models.checkpoint_names or ("demo-stylegan2-64", "demo-e4e"))
-        embed = demo_identity_embedder(models.device)
+        embed, identity_label = demo_identity_embedder(models.device, args.identity)
         result = run_benchmark(models, config, embed, load_classifier().to(models.device),
                                progress=lambda m: print(m, file=sys.stderr, flush=True))
+        result.settings["identity"] = identity_label
     markdown = to_markdown(result)
     print(markdown)
     if args.out_dir:
@@ -612,6 +628,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["CSV_FIELDS", "DEFAULT_EDITS", "GTBenchmarkConfig", "GTResult", "GTRow", "combine", "evaluate_ground_truth_clip",
-           "demo_identity_embedder", "goals", "ground_truth_track", "main", "rows_from_csv", "run_benchmark", "summarise", "to_csv",
-           "to_markdown"]
+__all__ = ["CSV_FIELDS", "DEFAULT_EDITS", "GTBenchmarkConfig", "GTResult", "GTRow", "combine",
+           "demo_identity_embedder", "evaluate_ground_truth_clip", "goals", "ground_truth_track", "main",
+           "rows_from_csv", "run_benchmark", "summarise", "to_csv", "to_markdown"]
