@@ -39,7 +39,7 @@ import torch
 
 from .consistency import ConsistencyConfig, phase1_only, phase2_only, run_consistency
 from .dvp import DVPConfig, deep_video_prior
-from .edit import EDITS, EditSpec, UnknownEdit
+from .edit import EDITS, EditResult, EditSpec, UnknownEdit
 from .errors import Cancelled, TcveError
 from .invert import render, with_pti_steps
 from .identity import embed, identity_scores
@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "METHODS", "METHOD_LABELS", "PAPER_EDITS", "EvaluateConfig", "Row", "Failure", "Summary", "EvaluationResult",
-    "ServiceModels", "evaluate_clip", "evaluate", "aggregate", "to_markdown", "to_csv", "find_clips",
+    "ServiceModels", "consistency_settings", "method_output", "evaluate_clip", "evaluate", "aggregate", "to_markdown",
+    "to_csv", "find_clips",
     "add_arguments", "run_from_args",
 ]
 
@@ -165,9 +166,26 @@ def _read_options(path: str | os.PathLike[str], config: EvaluateConfig) -> Pipel
     return pipeline
 
 
-def _consistency(config: EvaluateConfig, domain: str, edit: str, size: int) -> ConsistencyConfig:
+def consistency_settings(config: EvaluateConfig, domain: str, edit: str, size: int) -> ConsistencyConfig:
+    """The consistency settings every phase method runs with for this edit and crop size."""
     cfg = consistency_config_for(config.pipeline, domain, edit, size)
     return cfg.fast(config.fast_pairs) if config.fast_pairs else cfg
+
+
+def method_output(method: str, edit: EditResult, inputs: torch.Tensor, domain: str, models: PipelineModels,
+                  config: EvaluateConfig = EvaluateConfig()) -> torch.Tensor:
+    """The aligned crops [T,3,S,S] that ``method`` makes from a direct ``edit`` of the aligned ``inputs``."""
+    if method == "direct":
+        return edit.images
+    if method == "smoothing":
+        with torch.no_grad():
+            return render(edit.generator, smooth_latents(edit.w_plus, config.smoothing))
+    if method == "dvp":
+        return deep_video_prior(inputs, edit.images, config.dvp)
+    cfg = consistency_settings(config, domain, edit.name, int(inputs.shape[-1]))
+    run = {"phase1": phase1_only, "phase2": phase2_only, "full": run_consistency}[method]
+    result = run(edit.generator, edit.w_plus, inputs, models.flow, models.lpips, cfg, mapper=edit.mapper)
+    return result.images if result.images is not None else render(result.generator, result.latents)
 
 
 def evaluate_clip(path: str | os.PathLike[str], edit_name: str, models: PipelineModels,
@@ -195,25 +213,12 @@ def evaluate_clip(path: str | os.PathLike[str], edit_name: str, models: Pipeline
     direct_small = resize_square(direct, metrics_size)
     source_identity = embed(models.identity, inputs) if models.identity is not None else None
 
-    def produce(method: str) -> torch.Tensor:
-        if method == "direct":
-            return direct
-        if method == "smoothing":
-            with torch.no_grad():
-                return render(edit.generator, smooth_latents(edit.w_plus, config.smoothing))
-        if method == "dvp":
-            return deep_video_prior(inputs, direct, config.dvp)
-        cfg = _consistency(config, domain, edit.name, size)
-        run = {"phase1": phase1_only, "phase2": phase2_only, "full": run_consistency}[method]
-        result = run(edit.generator, edit.w_plus, inputs, models.flow, models.lpips, cfg, mapper=edit.mapper)
-        return result.images if result.images is not None else render(result.generator, result.latents)
-
     rows = []
     for i, method in enumerate(config.methods):
         report(i / len(config.methods), f"{name} / {edit_name}: {method}")
         _sync(device)
         t1 = time.perf_counter()
-        video = produce(method).detach()
+        video = method_output(method, edit, inputs, domain, models, config).detach()
         _sync(device)
         seconds = prepare_seconds if method == "direct" else time.perf_counter() - t1
         small = resize_square(video, metrics_size)
