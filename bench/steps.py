@@ -6,7 +6,8 @@ the same maths), ``official`` = the official settings with the sync-free loops (
 step), ``fast`` = the fast presets (PTI 50 passes x 4 frames, 8 pairs per consistency step with masks at the
 working resolution, bf16 autocast on CUDA).
 
-Per stage and preset it prints s/step ((t(1+n) - t(1)) / n after a warm-up run), leaf aten ops per step (the
+Per stage and preset it prints s/step ((t(1+n) - t(1)) / n after a warm-up run; wall time on CUDA, process CPU
+time on the CPU), leaf aten ops per step (the
 launch count on the CPU side), CUDA kernels per step, host reads per step and CUDA synchronisations per step (both
 from ``torch.profiler``), FLOP per step (``torch.utils.flop_counter``), achieved TFLOP/s, on CUDA also the peak
 memory and the fraction of a measured bf16 matmul rate, and the projected time for ``--frames`` frames:
@@ -91,11 +92,14 @@ def sync(device: torch.device) -> None:
 
 
 def seconds(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall time on CUDA; on the CPU this process's CPU time (use --threads 1), which a shared machine's other
+    jobs do not inflate."""
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
     sync(device)
-    t0 = time.perf_counter()
+    t0 = clock()
     fn()
     sync(device)
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 def flops(fn: Callable[[], object]) -> int:
@@ -130,6 +134,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=150, help="clip length for the projection")
     ap.add_argument("--presets", nargs="+", default=["before", "official", "fast"])
     ap.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    ap.add_argument("--flops", action=argparse.BooleanOptionalAction, default=None,
+                    help="count FLOP per step (default: on CUDA only; costs two more runs per stage)")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     if args.threads:
@@ -140,6 +146,7 @@ def main() -> None:
     lpips = SpatialLPIPS("alex", backbone="random").to(device)
     raft = RaftFlow(args.raft, weights=None, iters=args.raft_iters).to(device)
     amp = "bf16" if device.type == "cuda" else "none"
+    want_flops = device.type == "cuda" if args.flops is None else args.flops
     peak = matmul_tflops(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} threads; generator {args.arch} "
@@ -161,7 +168,7 @@ def main() -> None:
             n = max(1, args.steps)
             per_step = (seconds(lambda: run(1 + n), device) - seconds(lambda: run(1), device)) / n
             counts = (count_ops(lambda: run(1 + n)) - count_ops(lambda: run(1))).per(n)
-            fl = (flops(lambda: run(1 + n)) - flops(lambda: run(1))) / n
+            fl = (flops(lambda: run(1 + n)) - flops(lambda: run(1))) / n if want_flops else float("nan")
             peak_gib = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else float("nan")
             steps = clip_steps(stage, cfgs, args.frames)
             minutes = per_step * steps / 60

@@ -485,7 +485,6 @@ def _run_phase1(ctx: _Ctx, g0: nn.Module, w_edit: torch.Tensor, mapper: nn.Modul
     schedule = _device_schedule(ctx.T, a, cfg.pairs_per_step, p1.epochs, ctx.seed, ctx.device)
     records: list[dict[str, torch.Tensor]] = []
     a_idx = ctx.anchor_idx
-    k = schedule.shape[1]
     for step, idx in enumerate(schedule):
         ctx.check_cancel()
         w = torch.cat([w_edit[a:a + 1], w_edit[idx]])
@@ -502,7 +501,7 @@ def _run_phase1(ctx: _Ctx, g0: nn.Module, w_edit: torch.Tensor, mapper: nn.Modul
         pd_a = pd_i = pd_out = None
         if use_pd:
             pd_a = ctx.pd_mask(full_a, ctx.down(full_a), a_idx)     # carries gradient to the mapper (official)
-            warped_a = warp(pd_a.expand(k, -1, -1, -1), f_ai)
+            warped_a = warp(pd_a.expand(len(idx), -1, -1, -1), f_ai)
             if p1.pd_mask_source == "warped_anchor":
                 pd_i = pd_out = warped_a
             else:
@@ -566,9 +565,9 @@ def _run_phase2(ctx: _Ctx, g0: nn.Module, latents: torch.Tensor, frac0: float, f
     rng = torch.Generator(device=ctx.device).manual_seed(ctx.seed + 1)
     schedule = _device_schedule(ctx.T, a, cfg.pairs_per_step, p2.epochs, ctx.seed + 1, ctx.device)
     records: list[dict[str, torch.Tensor]] = []
-    k = schedule.shape[1]
     for step, idx in enumerate(schedule):
         ctx.check_cancel()
+        k = len(idx)
         full = ctx.render(g, torch.cat([latents[a:a + 1], latents[idx]]))
         full_a, full_i = full[:1], full[1:]
         x_a, x_i = ctx.down(full_a), ctx.down(full_i)

@@ -216,7 +216,7 @@ def _tune_batched(generator, frozen, groups, latents, crops, edited, masks, cfg,
     """``frames_per_step`` copies per step: their tuned weights are stacked along a leading copy axis and the
     synthesis is vmapped over (weights, codes), so each copy still sees only its own frames' loss. Adam is
     elementwise, so one optimiser over the stacked weights is one optimiser per copy. A short last batch is padded
-    to ``frames_per_step`` copies (repeating its last group, results dropped) so every step has the same shapes."""
+    to the batch's size (repeating its last group, results dropped) so every step has the same shapes."""
     from torch.func import functional_call, vmap
 
     module = _Synthesis(generator, cfg.noise_mode)
@@ -238,12 +238,14 @@ def _tune_batched(generator, frozen, groups, latents, crops, edited, masks, cfg,
     by_len: dict[int, list[int]] = {}
     for gi, (s0, s1) in enumerate(groups):
         by_len.setdefault(s1 - s0, []).append(gi)
-    batches = [ids[s:s + cfg.frames_per_step] for ids in by_len.values()
-               for s in range(0, len(ids), cfg.frames_per_step)]
+    batches = []   # (groups, copies per step): a clip shorter than frames_per_step is not padded up to it
+    for ids in by_len.values():
+        per = min(cfg.frames_per_step, len(ids))
+        batches += [(ids[s:s + per], per) for s in range(0, len(ids), per)]
     done = 0
-    for batch in batches:
+    for batch, per in batches:
         _check_cancel(cancel)
-        padded = batch + [batch[-1]] * (cfg.frames_per_step - len(batch))
+        padded = batch + [batch[-1]] * (per - len(batch))
         idx = torch.stack([torch.arange(*groups[gi], device=latents.device) for gi in padded])  # [C, per copy]
         params = {name: p.unsqueeze(0).repeat(len(padded), *([1] * p.dim())).requires_grad_(True)
                   for name, p in base.items()}

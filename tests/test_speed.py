@@ -22,6 +22,7 @@ from tcve.steps import count_ops, make_adam
 from tcve.stitch import StitchConfig, stitch_tune
 
 DIM = 32
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")   # on a GPU the CUDA syncs are counted too
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +31,11 @@ def nets() -> dict:
     g = Generator(size=64, style_dim=DIM, n_mlp=2, channel_multiplier=1, channel_max=8).eval()
     g.requires_grad_(False)
     return {
-        "g": g,
-        "lpips": SpatialLPIPS("alex", backbone="random"),
-        "raft": RaftFlow("small", weights=None, iters=1),   # real RAFT code path, 1 update to stay fast
-        "w": torch.randn(3, g.n_latent, DIM) * 0.5,
-        "y": torch.rand(3, 3, 64, 64) * 2 - 1,
+        "g": g.to(DEVICE),
+        "lpips": SpatialLPIPS("alex", backbone="random").to(DEVICE),
+        "raft": RaftFlow("small", weights=None, iters=1).to(DEVICE),   # real RAFT code path, 1 update to stay fast
+        "w": (torch.randn(3, g.n_latent, DIM) * 0.5).to(DEVICE),
+        "y": (torch.rand(3, 3, 64, 64) * 2 - 1).to(DEVICE),
     }
 
 
@@ -116,8 +117,8 @@ def test_batched_stitching_matches_one_copy_at_a_time(nets: dict, per_copy: int)
     # 5 frames, 3 copies per step: a full batch and a padded one (with 2 frames per copy: groups of 2, 2, 1)
     g = nets["g"]
     torch.manual_seed(1)
-    w = torch.randn(5, g.n_latent, DIM) * 0.5
-    crops = torch.rand(5, 3, 64, 64) * 2 - 1
+    w = (torch.randn(5, g.n_latent, DIM) * 0.5).to(DEVICE)
+    crops = (torch.rand(5, 3, 64, 64) * 2 - 1).to(DEVICE)
     cfg = StitchConfig(steps=5, lr=3e-3, content_weight=1.0, frames_per_copy=per_copy)
     one = stitch_tune(g, w, crops, replace(cfg, frames_per_step=1))
     many = stitch_tune(g, w, crops, replace(cfg, frames_per_step=3))
