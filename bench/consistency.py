@@ -99,7 +99,7 @@ def main() -> None:
                 total[(stage, k)] = s * steps
                 print(f"{size:>5} {stage:<8} {k:>5} {s:>8.3f} {steps:>9} {s * steps / 60:>8.2f}", flush=True)
         for k in args.stitch_group:
-            scfg = StitchConfig(frames_per_copy=k, amp=amp)
+            scfg = StitchConfig(frames_per_copy=k, frames_per_step=1, amp=amp)   # one copy per step (bench.steps: batched)
 
             def run3(steps: int, scfg=scfg, k=k) -> None:
                 w = torch.randn(k, g.n_latent, 512, device=device) * 0.5

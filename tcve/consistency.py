@@ -31,6 +31,7 @@ from torch import nn
 
 from .errors import Cancelled
 from .flow import FlowEstimator, fb_consistency_error, visibility_mask, warp
+from .steps import make_adam, maybe_compile
 from .losses import (
     fb_consistency_loss,
     flow_tv,
@@ -152,7 +153,8 @@ class ConsistencyConfig:
     compile: bool = False                 # torch.compile the generator synthesis
     render_batch: int = 8                 # batch for the final rendering
     return_images: bool = True
-    progress_every: int = 10              # steps between progress reports (a host sync each)
+    progress_every: int = 10              # steps between progress reports (a host read of the loss each)
+    fused_adam: bool = True               # fused Adam: no host read per step (False = torch's default Adam)
 
     # ----- presets -----
     @classmethod
@@ -311,6 +313,16 @@ def _pair_schedule(num_frames: int, anchor: int, pairs: int, epochs: int, seed: 
     return steps
 
 
+def _device_schedule(num_frames: int, anchor: int, pairs: int, epochs: int, seed: int,
+                     device: torch.device) -> torch.Tensor:
+    """``_pair_schedule`` as one ``[steps, pairs]`` index tensor on the device, built once per phase (steps then
+    index it without host-to-device copies)."""
+    steps = _pair_schedule(num_frames, anchor, pairs, epochs, seed)
+    if not steps:
+        return torch.empty(0, 0, dtype=torch.long, device=device)
+    return torch.stack(steps).to(device)
+
+
 def fresh_mapper(n_latent: int, style_dim: int, levels: tuple[bool, bool, bool] = (True, True, True),
                  lr_mul: float = 0.01) -> nn.Module:
     """A StyleCLIP LevelsMapper whose residual starts at exactly zero (last layer of each sub-mapper zeroed).
@@ -393,6 +405,7 @@ class _Ctx:
         self.use_amp = self.amp_dtype is not None and self.device.type == "cuda"
         self.seed = cfg.seed
         self._compiled: dict[int, Callable] = {}
+        self.anchor_idx = torch.tensor([self.anchor], device=self.device)
 
     # ----- image ops -----
     def down(self, x: torch.Tensor) -> torch.Tensor:
@@ -406,7 +419,7 @@ class _Ctx:
         if self.cfg.compile:
             key = id(g)
             if key not in self._compiled:
-                self._compiled[key] = torch.compile(g.synthesis)
+                self._compiled[key] = maybe_compile(g.synthesis, True)
             fn = self._compiled[key]
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.use_amp):
             out = fn(w_plus, noise_mode=noise_mode or self.cfg.noise_mode)
@@ -488,19 +501,19 @@ def _run_phase1(ctx: _Ctx, g0: nn.Module, w_edit: torch.Tensor, mapper: nn.Modul
     mapper = mapper.to(ctx.device).float().train()
     mapper.requires_grad_(True)
     params = [p for p in mapper.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=p1.fresh_mapper_lr if fresh and p1.fresh_mapper_lr is not None else p1.lr)
+    opt = make_adam(params, p1.fresh_mapper_lr if fresh and p1.fresh_mapper_lr is not None else p1.lr, cfg.fused_adam)
     a = ctx.anchor
     w_edit = w_edit.detach()
     use_pd = cfg.use_pd_masks
     need_anchor_render = use_pd or not p1.freeze_anchor
     with torch.no_grad():
         x_a0 = ctx.down(ctx.render(g0, w_edit[a:a + 1]))   # official: constant direct-edit anchor
-    schedule = _pair_schedule(ctx.T, a, cfg.pairs_per_step, p1.epochs, ctx.seed)
+    schedule = _device_schedule(ctx.T, a, cfg.pairs_per_step, p1.epochs, ctx.seed, ctx.device)
     records: list[dict[str, torch.Tensor]] = []
-    a_idx = torch.tensor([a])
+    a_idx = ctx.anchor_idx
     for step, idx in enumerate(schedule):
         ctx.check_cancel()
-        w = torch.cat([w_edit[a:a + 1], w_edit[idx.to(ctx.device)]])
+        w = torch.cat([w_edit[a:a + 1], w_edit[idx]])
         delta = mapper(w)
         w_hat = w + p1.alpha * delta
         if need_anchor_render:
@@ -538,7 +551,7 @@ def _run_phase1(ctx: _Ctx, g0: nn.Module, w_edit: torch.Tensor, mapper: nn.Modul
     mapper.eval()
     with torch.no_grad():
         latents = torch.cat([w_edit[s:s + 64] + p1.alpha * mapper(w_edit[s:s + 64])
-                             for s in range(0, ctx.T, 64)]) if schedule else w_edit.clone()
+                             for s in range(0, ctx.T, 64)]) if len(schedule) else w_edit.clone()
     return PhaseResult(latents=latents, generator=g0, history=_history(records), mapper=mapper,
                        seconds=time.perf_counter() - t0)
 
@@ -564,9 +577,9 @@ def _run_phase2(ctx: _Ctx, g0: nn.Module, latents: torch.Tensor, frac0: float, f
     cfg, p2 = ctx.cfg, ctx.cfg.phase2
     t0 = time.perf_counter()
     g, params = _trainable_copy(g0, p2.freeze_last_layers)
-    opt = torch.optim.Adam(params, lr=p2.lr)
+    opt = make_adam(params, p2.lr, cfg.fused_adam)
     a = ctx.anchor
-    a_idx = torch.tensor([a])
+    a_idx = ctx.anchor_idx
     latents = latents.detach()
     use_pd = cfg.use_pd_masks
     w_out = p2.w_out * p2.out_mask_boost if use_pd else 0.0
@@ -577,12 +590,12 @@ def _run_phase2(ctx: _Ctx, g0: nn.Module, latents: torch.Tensor, frac0: float, f
             pd_a0 = ctx.pd_mask(full_a0, ctx.down(full_a0), a_idx)
     y_a = ctx.inputs_work[a:a + 1]
     rng = torch.Generator(device=ctx.device).manual_seed(ctx.seed + 1)
-    schedule = _pair_schedule(ctx.T, a, cfg.pairs_per_step, p2.epochs, ctx.seed + 1)
+    schedule = _device_schedule(ctx.T, a, cfg.pairs_per_step, p2.epochs, ctx.seed + 1, ctx.device)
     records: list[dict[str, torch.Tensor]] = []
     for step, idx in enumerate(schedule):
         ctx.check_cancel()
         k = len(idx)
-        full = ctx.render(g, torch.cat([latents[a:a + 1], latents[idx.to(ctx.device)]]))
+        full = ctx.render(g, torch.cat([latents[a:a + 1], latents[idx]]))
         full_a, full_i = full[:1], full[1:]
         x_a, x_i = ctx.down(full_a), ctx.down(full_i)
         f_ai, f_ia = ctx.flows(x_a, x_i)
@@ -603,7 +616,7 @@ def _run_phase2(ctx: _Ctx, g0: nn.Module, latents: torch.Tensor, frac0: float, f
             if p2.reg_center == "anchor":
                 center = latents[a:a + 1].expand(p2.reg_samples, -1, -1)
             else:
-                center = latents[idx[: p2.reg_samples].to(ctx.device)]
+                center = latents[idx[: p2.reg_samples]]
             with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype or torch.bfloat16, enabled=ctx.use_amp):
                 reg = local_regularizer(g, g0, center, ctx.lpips, alpha=p2.reg_alpha, l2_weight=p2.reg_l2_weight,
                                         lpips_weight=p2.reg_lpips_weight, psi=p2.reg_psi,
