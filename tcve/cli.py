@@ -18,15 +18,10 @@ from pathlib import Path
 
 from . import checkpoints
 from .errors import Cancelled, CheckpointFormatError, CheckpointUnavailable, TcveError
+from .terminal import (EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_CHECKPOINT, EXIT_OK, EXIT_OUT_OF_MEMORY,  # noqa: F401
+                       EXIT_UNEXPECTED, EXIT_USAGE, UsageError, progress_bar)
 
 log = logging.getLogger("tcve")
-
-EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_CHECKPOINT, EXIT_CANCELLED = 0, 1, 2, 3, 4, 5
-EXIT_OUT_OF_MEMORY = 6
-
-
-class UsageError(TcveError):
-    """Arguments that parse but make no sense together (exit code 2)."""
 
 
 def _service(args: argparse.Namespace):
@@ -69,22 +64,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _progress_bar(enabled: bool):
-    """A ``progress(fraction, message)`` drawing one tqdm bar on stderr (stage names in its description)."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=1000, unit="", bar_format="{desc:<48} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
-               disable=not enabled,
-               file=sys.stderr, dynamic_ncols=True, delay=1.0)
-
-    def report(fraction: float, message: str) -> None:
-        bar.n = int(1000 * max(0.0, min(1.0, fraction)))
-        bar.set_description_str(message[:48], refresh=False)
-        bar.refresh()
-
-    return bar, report
-
-
 def _parse_settings(items: Sequence[str]) -> dict[str, int]:
     from .service import SETTINGS
 
@@ -121,7 +100,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     spec = EditSpec(name, args.strength, args.text or "", args.source_text or "")
     overrides = _parse_settings(args.set)
     config = service.config_for(args.preset, spec, overrides) if overrides else None
-    bar, report = _progress_bar(not args.quiet)
+    bar, report = progress_bar(not args.quiet)
     try:
         result = service.run(args.input, spec, args.preset, args.start, args.end, args.max_frames, config, report)
     finally:

@@ -529,7 +529,7 @@ def _command_line() -> str:
 def run_from_args(args: argparse.Namespace) -> int:
     """``evaluate`` from parsed arguments: prints the Markdown tables, writes ``--out-dir``. Exit code 0 when at least
     one clip x edit was evaluated, 3 when all failed (bad input)."""
-    from .cli import EXIT_BAD_INPUT, EXIT_OK, UsageError, _progress_bar
+    from .terminal import EXIT_BAD_INPUT, EXIT_OK, UsageError, progress_bar
 
     clips = find_clips(args.clips)
     if args.ray_address:
@@ -553,7 +553,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                              "--edits (see `python -m tcve list edits`).")
     config = config_for_preset(args.preset, args.methods, args.max_frames, args.dvp_epochs, args.dvp_max_size,
                                args.metrics_size, args.pti_steps)
-    bar, report = _progress_bar(not args.quiet)
+    bar, report = progress_bar(not args.quiet)
     try:
         result = evaluate(clips, edits, factory, config, args.ray_address, report)
     finally:
