@@ -136,5 +136,5 @@ def test_refused_pickle_message_never_advises_weights_only_false(tmp_path):
     assert not marker.exists()
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(path.read_bytes()[:40])
-    with pytest.raises(CheckpointFormatError, match="corrupt or truncated"):
+    with pytest.raises(CheckpointFormatError, match="corrupt, truncated"):
         load_torch_file(truncated)

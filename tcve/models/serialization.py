@@ -44,16 +44,16 @@ def refusal_message(path: str | os.PathLike[str] | io.BytesIO, exc: BaseExceptio
     for an untrusted file that advice means running its code."""
     name = Path(path).name if isinstance(path, (str, os.PathLike)) else "(in memory)"
     text = str(exc)
-    if "weights_only" in text or "Weights only load failed" in text:
-        blocked = _BLOCKED_GLOBAL.search(text)
-        what = f" ({blocked.group(1)})" if blocked else ""
-        return (f"Refused to load checkpoint '{name}': it stores Python objects{what} besides tensors, and tcve "
-                "never runs code from a checkpoint. Use the published file of this checkpoint "
+    blocked = _BLOCKED_GLOBAL.search(text)
+    if blocked:
+        return (f"Refused to load checkpoint '{name}': it stores a Python object ({blocked.group(1)}) besides "
+                "tensors, and tcve never runs code from a checkpoint. Use the published file of this checkpoint "
                 "(`python -m tcve list checkpoints` shows where it comes from); if you made the file yourself, "
                 "save a plain state dict (torch.save(model.state_dict(), path)).")
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return (f"Could not read checkpoint '{name}': {type(exc).__name__}{': ' + first if first else ''}. "
-            "The file is corrupt or truncated: delete it and fetch it again.")
+    # torch's own first line may be its weights_only advice: keep only the error type then.
+    first = "" if "weights_only" in text else (text.strip().splitlines() or [""])[0]
+    return (f"Could not read checkpoint '{name}' ({type(exc).__name__}{': ' + first if first else ''}): "
+            "the file is corrupt, truncated or not a PyTorch checkpoint. Delete it and fetch it again.")
 
 
 def as_state(path_or_state: Any) -> Any:
