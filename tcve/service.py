@@ -370,7 +370,7 @@ class Service:
             self._results.move_to_end(key)
             if progress is not None:
                 progress(1.0, "cached result")
-            return cached
+            return replace(cached, cached=True)
         result = edit_video(path, spec, models, self.workdir / key, config, progress, cancel)
         self._results[key] = result
         while len(self._results) > self._max_cached:
