@@ -115,7 +115,8 @@ def build_demo(service: Service | None = None) -> gr.Blocks:
                     advanced = gr.Checkbox(False, label="use these settings instead of the preset's")
                     knobs = [gr.Slider(s.minimum, s.maximum, value=defaults[s.key], step=1, label=s.label,
                                        info=s.info) for s in SETTINGS]
-                face = gr.Image(label="detected, aligned face", interactive=False, height=192)
+                face = gr.Image(label="detected, aligned face", interactive=False, height=192,
+                                elem_id="face-preview")
             with gr.Column(scale=3):
                 with gr.Tabs():
                     with gr.Tab("In-domain edit"):
