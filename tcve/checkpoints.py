@@ -111,7 +111,9 @@ _ENTRIES: list[Checkpoint] = [
     ),
     Checkpoint(
         "psp-ffhq", "encoder", "psp", "psp_ffhq_encode.pt", repo_id="trysem/pixel2style2pixel",
-        license="MIT (pixel2style2pixel)", source="HF tree of trysem/pixel2style2pixel",
+        sha256="f786ac5cf18fcdbc5c57c9f3f12cbedca69381fbdf5694dd132294e3133749d7",
+        license="MIT (pixel2style2pixel)",
+        source="HF tree of trysem/pixel2style2pixel (sha256: the Hub's LFS details of the file, uploaded in f5add9e)",
         description="pSp FFHQ encoder (GradualStyleEncoder)",
     ),
     Checkpoint(
