@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import CheckpointFormatError
 from .layers import ConstantInput, EqualLinear, PixelNorm, StyledConv, ToRGB
-from .serialization import load_torch_file, strip_prefix
+from .serialization import strip_prefix
 
 logger = logging.getLogger(__name__)
 
