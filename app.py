@@ -59,7 +59,11 @@ def _edit_controls(service: Service, domain: str, button: str) -> dict[str, gr.c
     names = [n for n, ok, _ in rows if ok and n != free]
     missing = [f"**{n}**: {note}" for n, ok, note in rows if not ok]
     free_ok = next((ok, note) for n, ok, note in rows if n == free)
-    default, lo, hi = service.strength(names[0]) if names else (1.0, 0.0, 1.0)
+    default = service.strength(names[0])[0] if names else 1.0
+    # The slider spans every edit's range (the API accepts each edit's own strengths); the server checks the
+    # chosen edit's range, and picking an edit narrows the slider to it.
+    ranges = [service.strength(n)[1:] for n in names] or [(0.0, 1.0)]
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
     c = {
         "edit": gr.Dropdown(names, value=names[0] if names else None, label="edit" if domain == "in" else "style",
                             interactive=bool(names), info=None if names else "no edit can run here (see below)"),
@@ -113,7 +117,8 @@ def build_demo(service: Service | None = None) -> gr.Blocks:
                     advanced = gr.Checkbox(False, label="use these settings instead of the preset's")
                     knobs = [gr.Slider(s.minimum, s.maximum, value=defaults[s.key], step=1, label=s.label,
                                        info=s.info) for s in SETTINGS]
-                face = gr.Image(label="detected, aligned face", interactive=False, height=192)
+                face = gr.Image(label="detected, aligned face", interactive=False, height=192,
+                                elem_id="face-preview")
             with gr.Column(scale=3):
                 with gr.Tabs():
                     with gr.Tab("In-domain edit"):
@@ -130,7 +135,7 @@ def build_demo(service: Service | None = None) -> gr.Blocks:
                         metrics = gr.JSON(label="all metrics")
                     with gr.Tab("About"):
                         gr.Markdown(ABOUT)
-                status = gr.Markdown(elem_id="status")
+                status = gr.Markdown(elem_id="status", label="status")
                 with gr.Row():
                     edited = gr.Video(label="edited (consistent, with audio)", elem_id="result-video")
                     direct = gr.Video(label="direct per-frame edit", elem_id="direct-video")
@@ -139,7 +144,8 @@ def build_demo(service: Service | None = None) -> gr.Blocks:
 
         shared = [preset, start, end, max_frames, advanced, *knobs]
         outputs = [face, edited, direct, side, files, table, curves, xt, metrics, status]
-        run = dict(outputs=outputs, concurrency_limit=1, concurrency_id="gpu")
+        # Progress shows on the result videos only: the aligned face (first output) stays visible during the run.
+        run = dict(outputs=outputs, concurrency_limit=1, concurrency_id="gpu", show_progress_on=[edited, direct])
         for c, domain, name in ((in_c, "in", "edit"), (out_c, "out", "stylize")):
             inputs = [video, c["edit"], c["text"], c["source_text"], c["strength"], *shared]
             handler = runner.edit_handler(domain)

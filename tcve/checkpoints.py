@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from .errors import CheckpointFormatError, CheckpointUnavailable
 log = logging.getLogger(__name__)
 
 ENV_CHECKPOINT_DIR = "TCVE_CHECKPOINT_DIR"
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.[A-Za-z]+$")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,12 @@ class Checkpoint:
     license: str = ""
     source: str = ""  # where the location was confirmed / the upstream project
     description: str = ""
+
+    @property
+    def sha256_prefix(self) -> str | None:
+        """The hash prefix a torchvision-hosted file carries in its name (``name-<hex>.pth``), as torch.hub checks."""
+        match = _HASH_IN_NAME.search(Path(self.filename).name) if self.url else None
+        return match.group(1) if match else None
 
     @property
     def location(self) -> str:
@@ -62,6 +70,16 @@ NADA_STYLE_NAMES = (
     "cubism", "edvard_munch", "van_gogh", "oil", "rick_morty", "anime", "shrek", "thanos", "ukiyoe", "witcher",
     "modigliani", "crochet", "modernism", "marble", "ghibli",
 )
+# Published sha256 of the NADA files (from the LFS pointer shown on the Hub page of the commit that last uploaded
+# each file; a file whose latest upload could not be confirmed has no entry here): name -> (sha256, commit).
+NADA_SHA256 = {
+    "pixar": ("e690afbf1518362220e663f3db74b40f40667f13daab7689d86e90035d8d537f", "d1d03db"),
+    "elf": ("2965fd5d0dda16a70f8a53a44f108a7bf601b01790f797cd72fc0ea3e3274c43", "5d5cb83"),
+    "zombie": ("754ccf9a7e8507e41da960166e56c9021f07f8337a8a8ae1e2775c83ce08d9f3", "d7facca"),
+    "joker": ("9a00c9664d1862a22e448b0aae4fc975978c4b2a13e0f800c777f1b9bbbec827", "dc74990"),
+    "shrek": ("b92a8e5912d1e369f0611eccd0ed06034d4e52486b6926ab5c6810259ab90951", "d1c3b6d"),
+    "ghibli": ("94c25e6a83a14fb90e6f39741f93eb7217dbbe357abc37619955c102a899a075", "154b765"),
+}
 # InterFaceGAN++ boundaries for StyleGAN2-FFHQ, hosted in a Space (1x512 W directions, .npy).
 INTERFACEGAN_PP_NAMES = ("Bald", "Eyeglasses", "Hat", "Mustache", "Smiling", "Young")
 
@@ -80,7 +98,10 @@ _ENTRIES: list[Checkpoint] = [
     Checkpoint(
         "stylegan2-ffhq-1024-nvlabs", "generator", "nvlabs-pkl", "stylegan2-ffhq1024x1024.pkl",
         repo_id="DragGan/DragGan-Models", size=381_624_121, license=_FFHQ_LICENSE,
-        source="snapshot_download in the DragGan-Inversion Space; same file as stylegan2-ada-pytorch's ffhq.pkl",
+        sha256="a205a346e86a9ddaae702e118097d014b7b8bd719491396a162cca438f2f524c",
+        source="snapshot_download in the DragGan-Inversion Space; same file as stylegan2-ada-pytorch's ffhq.pkl "
+               "(sha256: the Hub's LFS details of this file; the same value pins nvlabs-fi-cdn's ffhq.pkl in "
+               "public download scripts)",
         description="FFHQ 1024 StyleGAN2-ADA network pickle (G_ema), read with a restricted unpickler",
     ),
     Checkpoint(
@@ -90,7 +111,9 @@ _ENTRIES: list[Checkpoint] = [
     ),
     Checkpoint(
         "psp-ffhq", "encoder", "psp", "psp_ffhq_encode.pt", repo_id="trysem/pixel2style2pixel",
-        license="MIT (pixel2style2pixel)", source="HF tree of trysem/pixel2style2pixel",
+        sha256="f786ac5cf18fcdbc5c57c9f3f12cbedca69381fbdf5694dd132294e3133749d7",
+        license="MIT (pixel2style2pixel)",
+        source="HF tree of trysem/pixel2style2pixel (sha256: the Hub's LFS details of the file, uploaded in f5add9e)",
         description="pSp FFHQ encoder (GradualStyleEncoder)",
     ),
     Checkpoint(
@@ -138,8 +161,9 @@ _ENTRIES: list[Checkpoint] = [
     *[
         Checkpoint(
             f"nada-{_hyphen(n)}", "nada", "rosinality", f"{n}.pt", repo_id="rinong/stylegan-nada-models",
-            size=132_724_587, license="MIT (StyleGAN-NADA)",
-            source="hf_hub_download in StyleGANEX's webUI and the StyleGAN-NADA Space",
+            size=132_724_587, license="MIT (StyleGAN-NADA)", sha256=NADA_SHA256.get(n, (None, ""))[0],
+            source="hf_hub_download in StyleGANEX's webUI and the StyleGAN-NADA Space"
+                   + (f"; sha256: LFS pointer of Hub commit {NADA_SHA256[n][1]}" if n in NADA_SHA256 else ""),
             description=f"StyleGAN-NADA generator '{n}' (FFHQ 1024, rosinality layout)",
         )
         for n in NADA_STYLE_NAMES
@@ -176,7 +200,9 @@ _ENTRIES: list[Checkpoint] = [
     Checkpoint(
         "lpips-vgg-backbone", "lpips", "torchvision", "vgg16-397923af.pth",
         url="https://download.pytorch.org/models/vgg16-397923af.pth", license="BSD-3-Clause",
-        source="torchvision VGG16 weights, used by lpips.LPIPS(net='vgg')",
+        sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0", size=553_433_881,
+        source="torchvision VGG16 weights, used by lpips.LPIPS(net='vgg') (sha256 and size as pinned in public "
+               "download scripts; they match the hash prefix of the file name)",
         description="VGG16 ImageNet backbone of LPIPS-vgg",
     ),
     Checkpoint(
@@ -238,21 +264,25 @@ _VERIFIED: set[tuple] = set()
 
 
 def verify(ckpt: Checkpoint, path: Path) -> Path:
-    """Check size and sha256 where the registry knows them (once per file version)."""
+    """Check size and sha256 (or the file name's hash prefix) where the registry knows them; ``fetch`` calls it on
+    every path it returns. A file that passed is not hashed again while its size and mtime stay the same."""
     stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime, ckpt.size, ckpt.sha256)
+    key = (str(path), stat.st_size, stat.st_mtime, ckpt.size, ckpt.sha256, ckpt.sha256_prefix)
     if key in _VERIFIED:
         return path
     if ckpt.size is not None and stat.st_size != ckpt.size:
         raise CheckpointFormatError(
-            f"Checkpoint '{ckpt.name}' at {path} has {stat.st_size} bytes, expected {ckpt.size}: "
+            f"Checkpoint '{ckpt.name}' ({path.name}) has {stat.st_size} bytes, expected {ckpt.size}: "
             "the file is truncated or a different file. Delete it and fetch it again."
         )
-    if ckpt.sha256 is not None:
+    expected = ckpt.sha256 or ckpt.sha256_prefix
+    if expected is not None:
         actual = _sha256(path)
-        if actual != ckpt.sha256:
+        if not actual.startswith(expected):
             raise CheckpointFormatError(
-                f"Checkpoint '{ckpt.name}' at {path} has sha256 {actual}, expected {ckpt.sha256}."
+                f"Checkpoint '{ckpt.name}' ({path.name}) has sha256 {actual}, expected "
+                f"{expected if ckpt.sha256 else expected + '...'}: a different or damaged file. Delete it and fetch "
+                "it again."
             )
     _VERIFIED.add(key)
     return path

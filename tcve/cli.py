@@ -1,8 +1,9 @@
 """The command-line interface: ``python -m tcve {list,edit,metrics,evaluate}``.
 
-Exit codes scripts can rely on: 0 success, 2 usage error (bad arguments, unknown edit / preset / setting),
-3 bad input (not a video, no face, too long), 4 checkpoint unavailable, 5 cancelled (Ctrl-C), 6 out of memory,
-1 anything unexpected.
+Exit codes scripts can rely on: 0 success, 2 usage error (bad arguments, unknown edit / preset / setting, a strength
+outside the edit's range, trim end before start, an output path that is a directory), 3 bad input (not a video, no
+face, too long, a trim past the clip's end), 4 checkpoint unavailable or an edit the active model set lacks,
+5 cancelled (Ctrl-C), 6 out of memory, 1 anything unexpected. Usage errors are found before any work starts.
 """
 
 from __future__ import annotations
@@ -17,16 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import checkpoints
-from .errors import Cancelled, CheckpointFormatError, CheckpointUnavailable, TcveError
+from .errors import BadRequest, Cancelled, CheckpointFormatError, CheckpointUnavailable, EditUnavailable, TcveError
+from .terminal import (EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_CHECKPOINT, EXIT_OK, EXIT_OUT_OF_MEMORY,  # noqa: F401
+                       EXIT_UNEXPECTED, EXIT_USAGE, UsageError, native_stderr_silenced, plain, progress_bar)
 
 log = logging.getLogger("tcve")
-
-EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_CHECKPOINT, EXIT_CANCELLED = 0, 1, 2, 3, 4, 5
-EXIT_OUT_OF_MEMORY = 6
-
-
-class UsageError(TcveError):
-    """Arguments that parse but make no sense together (exit code 2)."""
 
 
 def _service(args: argparse.Namespace):
@@ -39,13 +35,13 @@ def _service(args: argparse.Namespace):
 
 def _print_edits(args: argparse.Namespace) -> None:
     service = _service(args)
-    print(f"# {service.banner}")
+    print(plain(service.banner))
     for domain, title in (("in", "in-domain edits"), ("out", "out-of-domain styles")):
         rows = service.edits(domain)
         width = max(len(r[0]) for r in rows)
         print(f"\n{title} (--domain {domain}):")
         for name, ok, note in rows:
-            print(f"  {name:<{width}}  {'yes' if ok else 'no':<3}  {note}")
+            print(f"  {name:<{width}}  {'yes' if ok else 'no':<3}  {plain(note)}")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -69,22 +65,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _progress_bar(enabled: bool):
-    """A ``progress(fraction, message)`` drawing one tqdm bar on stderr (stage names in its description)."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=1000, unit="", bar_format="{desc:<48} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
-               disable=not enabled,
-               file=sys.stderr, dynamic_ncols=True, delay=1.0)
-
-    def report(fraction: float, message: str) -> None:
-        bar.n = int(1000 * max(0.0, min(1.0, fraction)))
-        bar.set_description_str(message[:48], refresh=False)
-        bar.refresh()
-
-    return bar, report
-
-
 def _parse_settings(items: Sequence[str]) -> dict[str, int]:
     from .service import SETTINGS
 
@@ -103,10 +83,36 @@ def _parse_settings(items: Sequence[str]) -> dict[str, int]:
     return out
 
 
+def _check_edit_arguments(args: argparse.Namespace) -> None:
+    """Usage errors found from the arguments alone, before any model is built or any frame is read."""
+    from .service import check_trim
+
+    check_trim(args.start, args.end)
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError(f"--max-frames must be 1 or more, got {args.max_frames}.")
+    source = Path(args.input).resolve()
+    for flag, target, suffix in (("-o/--output", args.output, ".mp4"), ("--direct", args.direct, ".mp4"),
+                                 ("--compare", args.compare, ".mp4"), ("--metrics", args.metrics, ".json")):
+        if not target:
+            continue
+        path = Path(target)
+        if path.is_dir() or str(target).endswith(("/", os.sep)):
+            raise UsageError(f"{flag} '{target}' is a directory; give a file name, e.g. {path / ('out' + suffix)}.")
+        if path.suffix.lower() != suffix:
+            raise UsageError(f"{flag} '{target}' must end in {suffix}.")
+        if path.resolve() == source:
+            raise UsageError(f"{flag} '{target}' is the input file; choose another name.")
+    outputs = [Path(t).resolve() for t in (args.output, args.direct, args.compare) if t]
+    if len(set(outputs)) != len(outputs):
+        raise UsageError("-o, --direct and --compare must name different files.")
+
+
 def _cmd_edit(args: argparse.Namespace) -> int:
     from .edit import EDITS, EditSpec
-    from .service import PRESETS
+    from .service import resolve_preset
 
+    _check_edit_arguments(args)
+    preset = resolve_preset(args.preset)
     service = _service(args)
     if args.text is not None:
         name = service.free_text_edit(args.domain or "in")
@@ -116,16 +122,18 @@ def _cmd_edit(args: argparse.Namespace) -> int:
             raise UsageError(f"Unknown edit '{args.edit}'. See `python -m tcve list edits`.")
         if args.domain and EDITS[name].domain != args.domain:
             raise UsageError(f"'{name}' is an {EDITS[name].domain}-domain edit, not --domain {args.domain}.")
-    if args.preset not in PRESETS:
-        raise UsageError(f"Unknown preset '{args.preset}'. Presets: {', '.join(PRESETS)}.")
+    service.require_edit(name)
+    service.check_strength(name, args.strength)
     spec = EditSpec(name, args.strength, args.text or "", args.source_text or "")
     overrides = _parse_settings(args.set)
-    config = service.config_for(args.preset, spec, overrides) if overrides else None
-    bar, report = _progress_bar(not args.quiet)
+    config = service.config_for(preset, spec, overrides) if overrides else None
+    bar, report = progress_bar(not args.quiet)
     try:
-        result = service.run(args.input, spec, args.preset, args.start, args.end, args.max_frames, config, report)
+        result = service.run(args.input, spec, preset, args.start, args.end, args.max_frames, config, report)
     finally:
         bar.close()
+    for message in result.messages:  # faces, misses, cuts, which network: the user's business, not stdout's
+        print(f"note: {plain(message)}", file=sys.stderr)
     copies = [(result.output, args.output), (result.direct, args.direct), (result.side_by_side, args.compare)]
     for source, target in copies:
         if target:
@@ -190,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--source-text", help="free text: what the face is now (default 'face' / 'photo')")
     edit.add_argument("--domain", choices=("in", "out"), help="in-domain edit or out-of-domain style")
     edit.add_argument("--strength", type=float, help="edit strength (default: the edit's own)")
-    edit.add_argument("--preset", default="Preview", help="Preview | 'Paper settings'")
+    edit.add_argument("--preset", default="preview",
+                      help="preview (8 frames, light settings) | fast (official settings with 8 pairs per step and "
+                           "bf16) | paper (the official settings); case does not matter")
     edit.add_argument("--start", type=float, default=0.0, help="trim: first second")
     edit.add_argument("--end", type=float, help="trim: last second (exclusive)")
     edit.add_argument("--max-frames", type=int, help="frame cap (the preset's cap applies too)")
@@ -224,10 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    # Native libraries' log lines would break into the progress bar; --verbose keeps them.
+    with native_stderr_silenced(not args.verbose):
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format="%(levelname)s %(message)s")
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.run(args)
-    except (CheckpointUnavailable, CheckpointFormatError) as exc:
+    except BadRequest as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (CheckpointUnavailable, CheckpointFormatError, EditUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CHECKPOINT
     except Cancelled as exc:

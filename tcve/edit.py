@@ -364,6 +364,7 @@ class EditLoaders:
     generator: Callable[[str], nn.Module] = _default_load_generator
     clip: Callable[[], TextImageEmbedder] | None = None  # None: tcve.text.load_clip() (registry weights)
     is_available: Callable[[str], bool] | None = None  # None: checkpoints.is_cached
+    note: Callable[[str], str | None] | None = None  # checkpoint -> what realises it here (None: the source's note)
 
 
 @dataclass
@@ -682,8 +683,15 @@ def apply_edit(spec: EditSpec, w_plus: torch.Tensor, generator: nn.Module, *, ba
     logger.info("edit '%s' (%s, strength %.3g): %.3f s/frame", entry.name, source.kind, strength,
                 seconds / max(1, w_plus.shape[0]))
     return EditResult(entry.name, source.kind, strength, new_w, new_g, images, w_plus, generator, rows,
-                      checkpoint=source.checkpoint, note=source.note, seconds=seconds,
+                      checkpoint=source.checkpoint, note=source_note(source, loaders), seconds=seconds,
                       seconds_per_frame=seconds / max(1, w_plus.shape[0]), **kw)
+
+
+def source_note(source: EditSource, loaders: EditLoaders | None = None) -> str:
+    """What realises ``source`` with these loaders: their own description (e.g. a demo-pack network), else the
+    catalogue's note about the published checkpoint."""
+    own = loaders.note(source.checkpoint) if loaders is not None and loaders.note is not None else None
+    return own or source.note
 
 
 def _always(name: str) -> bool:

@@ -22,6 +22,16 @@ class CheckpointUnavailable(TcveError):
         super().__init__(hint)
 
 
+class BadRequest(TcveError):
+    """A request that makes no sense (trim end before start, a strength outside the edit's range, an unknown
+    preset): the CLI exits with its usage code (2), the app shows the message."""
+
+
+class EditUnavailable(TcveError):
+    """A catalogue edit whose networks the active model set lacks (the CLI exits with code 4, like a missing
+    checkpoint); the message lists what the set offers."""
+
+
 class CheckpointFormatError(TcveError):
     """A checkpoint file is not in the format its loader expects (or failed its hash check)."""
 

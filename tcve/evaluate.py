@@ -492,6 +492,21 @@ def _methods(text: str) -> tuple[str, ...]:
 PRESET_NAMES = ("paper", "fast")
 
 
+def _preset(text: str) -> str:
+    """The shared preset vocabulary (``tcve.service.resolve_preset``) -> 'paper' | 'fast'."""
+    from .errors import BadRequest
+    from .service import resolve_preset
+
+    try:
+        name = resolve_preset(text)
+    except BadRequest as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if name == "Preview":
+        raise argparse.ArgumentTypeError("evaluate measures the official settings: use --preset fast or paper "
+                                         "(--max-frames and --pti-steps shorten a run)")
+    return {"Fast": "fast", "Paper settings": "paper"}[name]
+
+
 def config_for_preset(preset: str, methods: tuple[str, ...] = METHODS, max_frames: int | None = None,
                       dvp_epochs: int | None = None, dvp_max_size: int | None = None,
                       metrics_size: int = 256, pti_steps: int | None = None) -> EvaluateConfig:
@@ -519,8 +534,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--edits", help="comma-separated catalogue edits (default: the paper's 5 in-domain + 5 "
                                         "out-of-domain edits that the model set has)")
     parser.add_argument("--methods", type=_methods, default=METHODS, help=f"comma list of {','.join(METHODS)}")
-    parser.add_argument("--preset", choices=PRESET_NAMES, default="paper",
-                        help="paper: official consistency settings; fast: same epochs, 8 pairs per step + bf16")
+    parser.add_argument("--preset", type=_preset, default="paper",
+                        help="paper: official consistency settings; fast: same epochs, 8 pairs per step + bf16 "
+                             "(the presets of `edit`, case-insensitive; preview is for single edits)")
     parser.add_argument("--max-frames", type=int, help="first N frames of each clip (default: whole clips)")
     parser.add_argument("--metrics-size", type=int, default=256, help="metrics on aligned crops of this side")
     parser.add_argument("--pti-steps", type=int,
@@ -549,7 +565,7 @@ def _command_line() -> str:
 def run_from_args(args: argparse.Namespace) -> int:
     """``evaluate`` from parsed arguments: prints the Markdown tables, writes ``--out-dir``. Exit code 0 when at least
     one clip x edit was evaluated, 3 when all failed (bad input)."""
-    from .cli import EXIT_BAD_INPUT, EXIT_OK, UsageError, _progress_bar
+    from .terminal import EXIT_BAD_INPUT, EXIT_OK, UsageError, progress_bar
 
     clips = find_clips(args.clips)
     if args.ray_address:
@@ -573,7 +589,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                              "--edits (see `python -m tcve list edits`).")
     config = config_for_preset(args.preset, args.methods, args.max_frames, args.dvp_epochs, args.dvp_max_size,
                                args.metrics_size, args.pti_steps)
-    bar, report = _progress_bar(not args.quiet)
+    bar, report = progress_bar(not args.quiet)
     try:
         result = evaluate(clips, edits, factory, config, args.ray_address, report)
     finally:

@@ -101,6 +101,7 @@ class PipelineResult:
     messages: list[str]
     seconds: dict[str, float]
     edit_note: str = ""
+    cached: bool = False  # served from the service's result cache (the stage times are the first run's)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready metrics and facts about the run."""
@@ -147,6 +148,10 @@ class _Stages:
         self.seconds[stage] = round(now - self._t, 3)
         self._t = now
         self.sub(stage)(1.0, "done")
+
+
+# Each stage's share of the progress bar, in order (the app's ETA measures each stage's own rate against it).
+STAGE_WEIGHTS: tuple[tuple[str, float], ...] = _Stages.WEIGHTS
 
 
 def _to_images(crops: list[np.ndarray], device: torch.device) -> torch.Tensor:

@@ -32,8 +32,8 @@ from .align import align_frames, compute_transforms, detect_and_track
 from .consistency import ConsistencyConfig
 from .cache import StageCache
 from .edit import (EDITS, EditConfig, EditLoaders, EditSpec, NadaTrainConfig, TextEditConfig, UnknownEdit,
-                   edit_availability)
-from .errors import TcveError
+                   edit_availability, source_note)
+from .errors import BadRequest, EditUnavailable, TcveError
 from .invert import InversionConfig, PTIConfig
 from .pipeline import CancelFn, PipelineConfig, PipelineModels, PipelineResult, ProgressFn, edit_video
 from .stitch import StitchConfig
@@ -57,6 +57,7 @@ class Preset:
     consistency_epochs: tuple[int, int] | None = None
     pairs_per_step: int | None = None
     seconds_per_frame_gpu: float = 4.0  # rough cost, for ZeroGPU reservations (paper settings: ~600 s / 150 frames)
+    fast_pairs: int | None = None  # ConsistencyConfig.fast(pairs): pairs per step, bf16, masks at working size
 
 
 def _preview_config() -> PipelineConfig:
@@ -73,9 +74,30 @@ PRESETS: dict[str, Preset] = {
     "Preview": Preset("Preview", "a short excerpt with light settings: seconds on a GPU, about a minute on a CPU "
                       "with the tiny models", 8, _preview_config(), consistency_epochs=(1, 1), pairs_per_step=4,
                       seconds_per_frame_gpu=1.0),
+    "Fast": Preset("Fast", "the official settings with the speed options: 8 (anchor, frame) pairs per step, bf16 "
+                   "and masks at working resolution (the same epochs, fewer steps)", None, PipelineConfig(),
+                   fast_pairs=8),
     "Paper settings": Preset("Paper settings", "the official settings (PTI 200 passes, 10 + 3 epochs, stitching 50 "
                              "steps): minutes per clip on a GPU", None, PipelineConfig()),
 }
+# The one preset vocabulary of the app, the CLI (`edit`, `evaluate`) and the API; matched case-insensitively.
+PRESET_ALIASES = {"preview": "Preview", "fast": "Fast", "paper": "Paper settings", "paper settings": "Paper settings"}
+
+
+def resolve_preset(name: str | None) -> str:
+    """The ``PRESETS`` key for ``name`` ('preview', 'Fast', 'paper', 'Paper settings', ...; None: Preview)."""
+    key = " ".join(str(name or "preview").replace("_", " ").replace("-", " ").lower().split())
+    if key not in PRESET_ALIASES:
+        raise BadRequest(f"Unknown preset '{name}'. Presets: preview, fast, paper (case does not matter).")
+    return PRESET_ALIASES[key]
+
+
+def check_trim(start: float | None, end: float | None) -> None:
+    """Trim times that make sense on their own (the clip's length is checked when it is read)."""
+    if start is not None and start < 0:
+        raise BadRequest(f"The trim start must be 0 s or later, got {start:g} s.")
+    if end is not None and end <= (start or 0.0):
+        raise BadRequest(f"The trim end ({end:g} s) must be after the trim start ({start or 0.0:g} s).")
 
 
 @dataclass(frozen=True)
@@ -225,7 +247,8 @@ class Service:
         """(name, available, note or reason) for every catalogue edit of ``domain`` ('in' | 'out')."""
         if self.model_set == "tiny":
             return [(name, True, "tiny random networks") for name, e in EDITS.items() if e.domain == domain]
-        found = edit_availability(is_available=self._is_available())
+        loaders = self._edit_loaders()
+        found = edit_availability(is_available=loaders.is_available if loaders is not None else None)
         rows = []
         for name, entry in EDITS.items():
             if entry.domain != domain:
@@ -236,16 +259,21 @@ class Service:
                           "checkpoint not available: " + ", ".join(entry.checkpoints))
                 rows.append((name, False, reason))
             else:
-                rows.append((name, True, source.note))
+                rows.append((name, True, source_note(source, loaders)))
         return rows
 
-    def _is_available(self) -> Callable[[str], bool] | None:
-        """Which checkpoints this model set has (None: the registry's local files and caches)."""
+    def _edit_loaders(self) -> EditLoaders | None:
+        """The edit networks of an offline model set, without building its models (None: the registry's)."""
         if self.model_set == "demo":
             from .demo.models import demo_edit_loaders
 
-            return demo_edit_loaders().is_available
+            return demo_edit_loaders()
         return None
+
+    def _is_available(self) -> Callable[[str], bool] | None:
+        """Which checkpoints this model set has (None: the registry's local files and caches)."""
+        loaders = self._edit_loaders()
+        return loaders.is_available if loaders is not None else None
 
     @staticmethod
     def edit_domain(name: str) -> str:
@@ -264,6 +292,37 @@ class Service:
             source = edit_availability(is_available=self._is_available()).get(name) or source
         lo, hi = source.strength_range
         return float(source.default_strength), float(lo), float(hi)
+
+    def check_strength(self, name: str, strength: float | None) -> None:
+        """A strength within the range of edit ``name`` (None: its default)."""
+        if strength is None:
+            return
+        _, low, high = self.strength(name)
+        if not low <= float(strength) <= high:
+            raise BadRequest(f"Strength {float(strength):g} is outside the range of '{name}' ({low:g} to {high:g}).")
+
+    def require_edit(self, name: str) -> None:
+        """Fail before any work when this model set cannot run edit ``name``, listing the edits it offers.
+
+        Decided for the offline sets (demo, tiny) and for ffhq when the Hub is off (``HF_HUB_OFFLINE``); online,
+        a missing ffhq checkpoint is fetched on first use."""
+        if name not in EDITS:
+            raise UnknownEdit(f"Unknown edit '{name}'. See `python -m tcve list edits`.")
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+        if self.model_set == "ffhq" and not offline:
+            return
+        if self.model_set == "ffhq":  # the base networks first: without them no edit runs
+            for required in FFHQ_REQUIRED:
+                if not checkpoints.is_cached(required):
+                    checkpoints.fetch(required)  # raises CheckpointUnavailable, saying how to provide the file
+        rows = self.edits(EDITS[name].domain)
+        reason = next((note for n, ok, note in rows if n == name and not ok), None)
+        if reason is None:
+            return
+        offered = [n for n, ok, _ in rows if ok]
+        kind = "edits" if EDITS[name].domain == "in" else "styles"
+        raise EditUnavailable(f"'{name}' cannot run with the {self.model_set} models ({reason}). They offer these "
+                              f"{kind}: {', '.join(offered) if offered else 'none'}.")
 
     # ---------------------------------------------------------------- runs
     def read_options(self, path: str | os.PathLike[str], start: float = 0.0, end: float | None = None,
@@ -287,10 +346,12 @@ class Service:
     def run(self, path: str | os.PathLike[str], spec: EditSpec, preset: str = "Preview", start: float = 0.0,
             end: float | None = None, max_frames: int | None = None, config: PipelineConfig | None = None,
             progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> PipelineResult:
-        if preset not in PRESETS:
-            raise TcveError(f"Unknown preset '{preset}'. Presets: {', '.join(PRESETS)}.")
+        preset = resolve_preset(preset)
         if spec.name not in EDITS:
             raise UnknownEdit(f"Unknown edit '{spec.name}'. Available edits: {', '.join(EDITS)}.")
+        check_trim(start, end)
+        self.check_strength(spec.name, spec.strength)
+        self.require_edit(spec.name)
         chosen = PRESETS[preset]
         probe(path, ReadOptions(), limits=None)  # not a video -> a clear error before any model is loaded
         models = self.prepare(progress)
@@ -310,7 +371,7 @@ class Service:
             self._results.move_to_end(key)
             if progress is not None:
                 progress(1.0, "cached result")
-            return cached
+            return replace(cached, cached=True)
         result = edit_video(path, spec, models, self.workdir / key, config, progress, cancel)
         self._results[key] = result
         while len(self._results) > self._max_cached:
@@ -320,6 +381,7 @@ class Service:
     # ---------------------------------------------------------------- settings the app and the CLI expose
     def settings(self, preset: str = "Preview", domain: str = "in") -> dict[str, int]:
         """The ``SETTINGS`` values preset ``preset`` uses for an edit of ``domain``."""
+        preset = resolve_preset(preset)
         config = PRESETS[preset].config
         consistency = config.consistency or self._consistency(preset, domain, None, scale_factor=1)
         pti = config.inversion.pti
@@ -345,13 +407,14 @@ class Service:
             cfg = replace(cfg, phase1=replace(cfg.phase1, epochs=e1), phase2=replace(cfg.phase2, epochs=e2))
         if chosen.pairs_per_step is not None:
             cfg = replace(cfg, pairs_per_step=chosen.pairs_per_step)
+        if chosen.fast_pairs is not None:
+            cfg = cfg.fast(chosen.fast_pairs)
         return cfg
 
     def config_for(self, preset: str, spec: EditSpec, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
         """The full ``PipelineConfig`` of a run: the preset, resolved for the edit's domain and this model set, with
         ``overrides`` (keys of ``SETTINGS``) applied. Builds the networks (the working resolution depends on them)."""
-        if preset not in PRESETS:
-            raise TcveError(f"Unknown preset '{preset}'. Presets: {', '.join(PRESETS)}.")
+        preset = resolve_preset(preset)
         config = PRESETS[preset].config
         domain = EDITS[spec.name].domain if spec.name in EDITS else "in"
         size = int(self.models().generator.size)
@@ -385,7 +448,7 @@ class Service:
 
     def estimate_seconds(self, preset: str, n_frames: int | None = None) -> int:
         """A generous GPU-time reservation for a run (ZeroGPU ``duration``): model loading plus per-frame work."""
-        chosen = PRESETS[preset]
+        chosen = PRESETS[resolve_preset(preset)]
         frames = n_frames or chosen.max_frames or 150
         if chosen.max_frames:
             frames = min(frames, chosen.max_frames)

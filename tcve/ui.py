@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,8 +21,9 @@ import gradio as gr
 
 from .edit import EditSpec
 from .errors import Cancelled, CheckpointFormatError, CheckpointUnavailable, NoFaceFound, TcveError, VideoError
-from .pipeline import PipelineResult
-from .service import PRESETS, SETTINGS, Service
+from .pipeline import STAGE_WEIGHTS, PipelineResult
+from .service import SETTINGS, Service, check_trim, resolve_preset
+from .video import probe
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +35,82 @@ EDIT_PARAMS = ("video", "edit", "text", "source_text", "strength", "preset", "st
                "advanced", *(s.key for s in SETTINGS))
 
 
+# An absolute path in a message (POSIX, or a Windows drive path): the app shows its last part only.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:\\|/)(?:[^\s'\"`:,;()]+[/\\])+([^\s'\"`:,;()/\\]*)")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every absolute server path replaced by its file name (the server's layout is not the user's
+    business, and may be sensitive)."""
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1) or "(folder)", text)
+
+
 def error_message(exc: BaseException) -> str:
-    """A plain message for the UI (never a traceback)."""
+    """A plain message for the UI (never a traceback, never a server path)."""
     if isinstance(exc, (CheckpointUnavailable, CheckpointFormatError)):
-        return f"Checkpoint unavailable. {exc}"
+        return without_paths(f"Checkpoint unavailable. {exc}")
     if isinstance(exc, (NoFaceFound, VideoError, TcveError)):
-        return str(exc)
+        return without_paths(str(exc))
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc):
         return OOM_MESSAGE
-    return f"Unexpected error ({type(exc).__name__}): {exc}"
+    return without_paths(f"Unexpected error ({type(exc).__name__}): {exc}")
+
+
+def significant(value: Any, digits: int = 4) -> Any:
+    """Floats (also inside lists and dicts) rounded to ``digits`` significant digits, for display."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value) or value == 0:
+            return value
+        return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
+    if isinstance(value, dict):
+        return {k: significant(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(significant(v, digits) for v in value)
+    return value
+
+
+class EtaEstimator:
+    """Seconds left in a run from per-stage measured rates: the rest of the running stage at that stage's own rate
+    (seconds per unit of its share of the bar), the stages after it at the mean rate measured so far. A global
+    average would sit still through a stage that is slow for its share of the bar (stitching on a CPU)."""
+
+    def __init__(self, weights: Sequence[tuple[str, float]] = STAGE_WEIGHTS,
+                 clock: Callable[[], float] = time.perf_counter, min_seconds: float = 2.0) -> None:
+        self._end: dict[str, float] = {}
+        acc = 0.0
+        for name, weight in weights:
+            acc += weight
+            self._end[name] = acc
+        self._clock, self._min = clock, min_seconds
+        self._t0 = clock()
+        self._stage: str | None = None
+        self._stage_t0 = self._t0
+        self._stage_f0 = 0.0
+
+    def __call__(self, fraction: float, message: str) -> float | None:
+        now = self._clock()
+        stage = message.split(":", 1)[0].strip()
+        if stage != self._stage:
+            self._stage, self._stage_t0, self._stage_f0 = stage, now, fraction
+        if stage not in self._end or not 0.0 < fraction < 1.0 or now - self._t0 < self._min:
+            return None
+        end = max(self._end[stage], fraction)
+        done_in_stage = fraction - self._stage_f0
+        overall_rate = (now - self._t0) / fraction
+        stage_rate = (now - self._stage_t0) / done_in_stage if done_in_stage > 1e-6 else overall_rate
+        if now - self._stage_t0 < 0.5 * self._min:  # too little of this stage seen yet: its rate is noise
+            stage_rate = overall_rate
+        return stage_rate * (end - fraction) + overall_rate * (1.0 - end)
+
+
+def eta_text(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds >= 90:
+        return f", about {seconds / 60:.0f} min left"
+    return f", about {max(1, round(seconds)):.0f} s left"
 
 
 def with_params(fn: Callable[[dict[str, Any], gr.Request | None, gr.Progress], Any],
@@ -109,8 +179,8 @@ def metrics_table(result: PipelineResult) -> list[list[Any]]:
         if key in m:
             lp = m.get(f"lpips_to_direct_{name}", 0.0 if name == "direct" else None)
             ids = [m.get(f"{k}_{name}") for k in ("tl_id", "tg_id", "id_sim")]
-            rows.append([name, float(m[key]), None if lp is None else float(lp),
-                         *(None if v is None else float(v) for v in ids)])
+            rows.append([name, significant(float(m[key])), None if lp is None else significant(float(lp)),
+                         *(None if v is None else significant(float(v)) for v in ids)])
     return rows
 
 
@@ -118,19 +188,25 @@ def curves_frame(result: PipelineResult) -> Any:
     """Per-pair warping error of each output, long format for ``gr.LinePlot``."""
     import pandas as pd  # a gradio dependency
 
-    rows = [{"pair": i, "warping error": v, "video": name}
+    rows = [{"pair": i, "warping error": significant(float(v)), "video": name}
             for name, values in result.curves.items() for i, v in enumerate(values)]
     return pd.DataFrame(rows, columns=["pair", "warping error", "video"])
 
 
 def status_text(result: PipelineResult, seconds: float) -> str:
     m = result.metrics
-    lines = [f"Done in {seconds:.1f} s: {result.info.n_frames} frames at {float(result.info.fps):g} fps."]
+    what = f"{result.info.n_frames} frames at {float(result.info.fps):g} fps"
+    if getattr(result, "cached", False):
+        lines = [f"Cached result (the same clip and settings ran before; served in {seconds:.1f} s): {what}."]
+    else:
+        lines = [f"Done in {seconds:.1f} s: {what}."]
     if "warping_error_direct" in m and "warping_error_consistent" in m:
         lines.append(f"E_warp direct {m['warping_error_direct']:.3g} -> "
                      f"consistent {m['warping_error_consistent']:.3g}.")
-    lines.extend(result.messages)
-    lines.append("Stage times: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()) + ".")
+    lines.extend(without_paths(message) for message in result.messages)
+    times = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    lines.append(f"Stage times of the original run: {times}." if getattr(result, "cached", False)
+                 else f"Stage times: {times}.")
     return "\n\n".join(lines)
 
 
@@ -161,12 +237,10 @@ class Runner:
                        max_frames: int | None, overrides: dict[str, int] | None, progress: gr.Progress,
                        session: str) -> PipelineResult:
         # Plain, picklable arguments: on ZeroGPU this runs in a worker process (where cancelling cannot reach it).
-        t0 = time.perf_counter()
+        eta = EtaEstimator()
 
         def report(fraction: float, message: str) -> None:
-            elapsed = time.perf_counter() - t0
-            eta = f", about {elapsed / fraction * (1 - fraction):.0f} s left" if 0.05 < fraction < 1 else ""
-            progress(fraction, desc=f"{message}{eta}")
+            progress(fraction, desc=f"{message}{eta_text(eta(fraction, message))}")
 
         config = self.service.config_for(preset, spec, overrides) if overrides else None
         return self.service.run(path, spec, preset, start, end, max_frames, config, report,
@@ -189,7 +263,12 @@ class Runner:
             raise gr.Error(f"'{name}' is not an edit of this tab.")
         if not available[name][0]:
             raise gr.Error(f"'{name}' is unavailable: {available[name][1]}")
-        return EditSpec(name, _number(values.get("strength")), text, (values.get("source_text") or "").strip())
+        strength = _number(values.get("strength"))  # None (left out through the API): the edit's own default
+        try:
+            self.service.check_strength(name, strength)
+        except TcveError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        return EditSpec(name, strength, text, (values.get("source_text") or "").strip())
 
     def _edit(self, domain: str, values: dict[str, Any], request: gr.Request | None,
               progress: gr.Progress) -> Iterator[tuple]:
@@ -197,11 +276,15 @@ class Runner:
         if not path:
             raise gr.Error("Upload a video first (or pick an example).")
         spec = self._spec(domain, values)
-        preset = values.get("preset") or "Preview"
-        if preset not in PRESETS:
-            raise gr.Error(f"Unknown preset '{preset}'.")
         start, end = _number(values.get("start"), 0.0) or 0.0, _number(values.get("end")) or None
         cap = int(_number(values.get("max_frames"), 0) or 0) or None
+        try:
+            preset = resolve_preset(values.get("preset"))
+            check_trim(start, end)
+            options = self.service.read_options(path, start, end, cap)
+            probe(path, options, limits=None)  # a trim past the clip's end: the CLI's message, before any work
+        except TcveError as exc:
+            raise gr.Error(error_message(exc), print_exception=False) from None
         overrides = ({s.key: int(_number(values.get(s.key), 0) or 0) for s in SETTINGS}
                      if values.get("advanced") else None)
         session = getattr(request, "session_hash", None) or ""
@@ -209,7 +292,7 @@ class Runner:
         t0 = time.perf_counter()
         try:
             progress(0.0, desc="detecting and aligning the face")
-            face = self.service.preview_face(path, self.service.read_options(path, start, end, cap))
+            face = self.service.preview_face(path, options)
             yield Outputs(face=face, status="Face found and aligned (left). Editing...").values()
             result = self._run(path, spec, preset, start, end, cap, overrides, progress, session)
         except gr.Error:
@@ -225,5 +308,5 @@ class Runner:
         xt = [(img, name) for name in result.xt if (img := self.service.xt_image(result, name)) is not None]
         yield Outputs(face=face, edited=str(result.output), direct=str(result.direct),
                       side_by_side=str(result.side_by_side), files=files, table=metrics_table(result),
-                      curves=curves_frame(result), xt=xt, metrics=result.summary()["metrics"],
+                      curves=curves_frame(result), xt=xt, metrics=significant(result.summary()["metrics"]),
                       status=status_text(result, seconds)).values()

@@ -77,6 +77,7 @@ def test_edit_end_to_end(client: Client, service: Service) -> None:
     assert all(len(v) == FRAMES - 1 for v in per_video.values()) and {"direct", "consistent"} <= set(per_video)
     assert {item["caption"] for item in xt} >= {"direct", "consistent"}
     assert "4 frames at 25 fps" in status
+    assert status.startswith("Done in") and "Cached" not in status  # the first run of these settings
 
 
 def test_same_video_and_settings_come_from_the_cache(client: Client) -> None:
@@ -85,6 +86,15 @@ def test_same_video_and_settings_come_from_the_cache(client: Client) -> None:
     again = client.predict(**args)
     assert Path(first[1]).read_bytes() == Path(again[1]).read_bytes()
     assert again[8] == first[8]
+    # the repeat says it is cached, and that its stage times are the first run's
+    assert again[9].startswith("Cached result") and "Done in" not in again[9]
+    assert "Stage times of the original run" in again[9]
+    # metrics are shown rounded (4 significant digits), in the JSON and in the table alike
+    from tcve.ui import significant
+
+    floats = [v for v in first[8].values() if isinstance(v, float)]
+    assert floats and all(v == significant(v) for v in floats)
+    assert all(r[1] == significant(r[1]) for r in first[5]["data"])
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -173,3 +183,106 @@ def test_stylize_end_to_end(client: Client) -> None:
     assert probe(edited, limits=None).n_frames == 3
     assert math.isfinite(metrics["warping_error_consistent"]) and math.isfinite(metrics["lpips_to_direct_consistent"])
     assert "3 frames" in status
+
+
+def test_api_inputs_and_outputs_have_names(client: Client) -> None:
+    info = client.view_api(return_format="dict", print_info=False)
+    edit = info["named_endpoints"]["/edit"]
+    assert [p["parameter_name"] for p in edit["parameters"]][:5] == ["video", "edit", "text", "source_text",
+                                                                      "strength"]
+    for endpoint in ("/edit", "/stylize", "/cancel"):
+        labels = [r["label"] for r in info["named_endpoints"][endpoint]["returns"]]
+        assert labels and not any(label.startswith("value_") for label in labels), labels
+    assert [r["label"] for r in edit["returns"]][-1] == "status"
+
+
+@pytest.mark.parametrize("trim, says", [({"start": 10.0}, "contains no frames"),
+                                        ({"start": 2.0, "end": 1.0}, "must be after the trim start")])
+def test_bad_trim_gets_the_clis_message(client: Client, trim: dict, says: str) -> None:
+    with pytest.raises(Exception) as info:
+        client.predict(video=handle_file(str(CLIP)), edit="angry", api_name="/edit", **trim)
+    message = str(info.value)
+    assert says in message and "StopIteration" not in message and "Unexpected" not in message
+
+
+def test_each_edits_strength_is_checked_on_the_server(client: Client, service: Service) -> None:
+    smile_default, low, high = service.strength("smile")
+    assert smile_default > service.strength("angry")[2]  # beyond the first edit's range: the API must take it
+    with pytest.raises(Exception) as info:  # accepted (it passes on to the trim check) ...
+        client.predict(video=handle_file(str(CLIP)), edit="smile", strength=smile_default, start=10.0,
+                       api_name="/edit")
+    assert "contains no frames" in str(info.value)
+    with pytest.raises(Exception) as info:  # ... while each edit's own range is enforced
+        client.predict(video=handle_file(str(CLIP)), edit="angry", strength=smile_default, api_name="/edit")
+    assert "outside the range of 'angry'" in str(info.value)
+
+
+def test_progress_overlay_leaves_the_face_preview_visible(service: Service) -> None:
+    demo = app.build_demo(service)
+    config = demo.get_config_file()
+    ids = {c["props"].get("elem_id"): c["id"] for c in config["components"] if c["props"].get("elem_id")}
+    face = next(c["id"] for c in config["components"] if c["props"].get("label") == "detected, aligned face")
+    runs = [d for d in config["dependencies"] if d.get("api_name") in ("edit", "stylize")]
+    assert len(runs) == 2
+    for dep in runs:
+        assert face in dep["outputs"]  # the face is an output (shown first) ...
+        assert dep["show_progress_on"] and face not in dep["show_progress_on"]  # ... without the overlay
+        assert ids["result-video"] in dep["show_progress_on"]
+
+
+def test_error_and_status_texts_show_file_names_only() -> None:
+    from tcve import ui
+    from tcve.errors import CheckpointFormatError, NotAVideo
+
+    message = ui.error_message(CheckpointFormatError("Checkpoint 'x' at /srv/cache/hub/models--a/b/x.pt is bad"))
+    assert "/srv" not in message and "x.pt" in message
+    assert ui.error_message(NotAVideo("'/tmp/gradio/3f2a/clip.mov' is not a video")) == "'clip.mov' is not a video"
+    unexpected = ui.error_message(ValueError("no file /home/user/data/in.mp4"))
+    assert unexpected == "Unexpected error (ValueError): no file in.mp4"
+    assert ui.without_paths("see $TCVE_CHECKPOINT_DIR/g.pt or e4e/ffhq, 1/2 frames") == \
+        "see $TCVE_CHECKPOINT_DIR/g.pt or e4e/ffhq, 1/2 frames"
+
+
+def test_eta_follows_each_stages_own_rate() -> None:
+    from tcve.ui import EtaEstimator, eta_text
+
+    now = [0.0]
+    eta = EtaEstimator(weights=(("invert", 0.5), ("stitch", 0.4), ("write", 0.1)), clock=lambda: now[0])
+    for second in range(1, 11):  # invert: half of the bar in 10 s
+        now[0] = float(second)
+        eta(0.5 * second / 10, "invert: pass")
+    estimates = []
+    for second in range(1, 101):  # stitching: 0.4 of the bar in 100 s (ten times slower per unit)
+        now[0] = 10.0 + second
+        estimates.append(eta(0.5 + 0.4 * second / 100, f"stitch: frame {second}/100"))
+    # half-way through stitching about 50 s of it remain, plus the short write stage
+    assert 45 <= estimates[49] <= 65
+    assert all(a > b for a, b in zip(estimates[10:90], estimates[11:91]))  # counts down, never sits still
+    assert 10 <= estimates[89] <= 25  # 10 s of stitching, then the write stage at the run's mean rate
+    assert eta_text(None) == "" and eta_text(42.4) == ", about 42 s left" and eta_text(600) == ", about 10 min left"
+
+
+def test_rounding_keeps_four_significant_digits() -> None:
+    from tcve.ui import significant
+
+    assert significant(0.00012345678901234) == 0.0001235
+    assert significant(123.456789) == 123.5
+    assert significant({"a": [0.333333333, 2], "b": None, "c": True}) == {"a": [0.3333, 2], "b": None, "c": True}
+    assert significant(0.0) == 0.0 and math.isnan(significant(float("nan")))
+
+
+def test_demo_pack_edits_are_described_as_demo_pack_edits() -> None:
+    from tcve.demo.models import demo_edit_loaders, demo_pack_available
+    from tcve.edit import EDITS, source_note
+
+    if not demo_pack_available():
+        pytest.skip("demo pack not shipped")
+    loaders = demo_edit_loaders()
+    service = Service("demo", device="cpu")
+    for domain in ("in", "out"):
+        for name, ok, note in service.edits(domain):
+            if ok:
+                assert note.startswith("demo-pack"), (name, note)
+                assert "provide it locally" not in note and "Hub" not in note
+    # the note the pipeline puts on the status line comes from the same place
+    assert source_note(EDITS["eyeglasses"].sources[0], loaders).startswith("demo-pack mapper 'eyeglasses'")

@@ -56,6 +56,17 @@ def test_example_runs_in_chromium(url: str, tmp_path: Path) -> None:
                 page.keyboard.press("Tab")
             t0 = time.perf_counter()
             page.locator("#examples").get_by_text("astronaut").first.click()
+            # the aligned face is shown before the long work starts, and no progress overlay covers it
+            page.locator("#face-preview img").first.wait_for(state="visible", timeout=120_000)
+            running = page.locator("#result-video video").count() == 0
+            on_top = page.evaluate("""() => {
+                const img = document.querySelector('#face-preview img');
+                img.scrollIntoView({block: 'center'});
+                const r = img.getBoundingClientRect();
+                const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+                return top === img || img.contains(top);
+            }""")
+            overlay_elsewhere = page.locator("#result-video .wrap").count() > 0
             video = page.locator("#result-video video")
             video.wait_for(state="attached", timeout=240_000)
             page.wait_for_function(
@@ -74,5 +85,8 @@ def test_example_runs_in_chromium(url: str, tmp_path: Path) -> None:
     assert duration == pytest.approx(FRAMES / 25, abs=0.05)  # the example clip is 25 fps
     assert size == [320, 320]
     assert face >= 1
+    assert running, "the run was over before the face preview could be checked"
+    assert on_top, "something covers the aligned-face preview during the run"
+    assert overlay_elsewhere  # progress still shows, on the result video
     assert f"{FRAMES} frames at 25 fps" in status
     assert "stitch" in status and "E_warp direct" in status

@@ -75,3 +75,66 @@ def test_readme_front_matter_lists_every_model_repo():
     listed = {line.strip()[2:] for line in front.splitlines() if line.strip().startswith("- ")}
     expected = {c.repo_id for c in checkpoints.REGISTRY.values() if c.repo_id and c.repo_type == "model"}
     assert listed == expected
+
+
+def test_published_hashes_are_recorded_with_their_source():
+    hashed = [c for c in checkpoints.REGISTRY.values() if c.sha256]
+    assert len(hashed) >= 8
+    for ckpt in hashed:
+        assert len(ckpt.sha256) == 64 and int(ckpt.sha256, 16) >= 0 and ckpt.sha256 == ckpt.sha256.lower(), ckpt.name
+        assert "sha256" in ckpt.source, ckpt.name  # where the hash was read
+        assert ckpt.repo_id or ckpt.url, ckpt.name  # only files with a public copy have a published hash
+    nvlabs = checkpoints.get("stylegan2-ffhq-1024-nvlabs")
+    assert nvlabs.sha256.startswith("a205a346") and nvlabs.size == 381_624_121
+    for name in ("nada-pixar", "nada-elf", "nada-zombie"):  # three of the paper's five styles
+        assert checkpoints.get(name).sha256, name
+    # torchvision files carry their hash prefix in the name; a recorded full hash must agree with it
+    prefixed = {c.name: c.sha256_prefix for c in checkpoints.REGISTRY.values() if c.sha256_prefix}
+    assert prefixed["raft-large-things"] == "22a6c225" and prefixed["lpips-alex-backbone"] == "7be5be79"
+    for name, prefix in prefixed.items():
+        full = checkpoints.get(name).sha256
+        assert full is None or full.startswith(prefix), name
+
+
+def test_fetch_verifies_the_hash_of_a_local_file(monkeypatch, tmp_path):
+    """A file with the published size but other bytes is refused on fetch (size alone does not catch it)."""
+    monkeypatch.setenv(checkpoints.ENV_CHECKPOINT_DIR, str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fake = tmp_path / "pixar.pt"
+    with open(fake, "wb") as handle:  # sparse: the right size in no time
+        handle.truncate(checkpoints.get("nada-pixar").size)
+    with pytest.raises(CheckpointFormatError, match="sha256") as info:
+        checkpoints.fetch("nada-pixar")
+    assert str(tmp_path) not in str(info.value)  # the file name only
+    # torchvision-hosted weights are checked against the prefix in their name
+    (tmp_path / "alexnet-owt-7be5be79.pth").write_bytes(b"not alexnet")
+    with pytest.raises(CheckpointFormatError, match="7be5be79"):
+        checkpoints.fetch("lpips-alex-backbone")
+
+
+def test_refused_pickle_message_never_advises_weights_only_false(tmp_path):
+    import os
+
+    import torch
+
+    from tcve.models.serialization import load_torch_file
+
+    marker = tmp_path / "ran.txt"
+
+    class Hostile:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "hostile.pt"
+    torch.save({"state_dict": Hostile()}, path)
+    with pytest.raises(CheckpointFormatError) as info:
+        load_torch_file(path)
+    message = str(info.value)
+    assert "weights_only" not in message and "will likely succeed" not in message
+    assert "system" in message and "hostile.pt" in message and str(tmp_path) not in message
+    assert "never runs code" in message
+    assert not marker.exists()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(CheckpointFormatError, match="corrupt, truncated"):
+        load_torch_file(truncated)

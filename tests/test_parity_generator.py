@@ -15,7 +15,7 @@ import torch
 
 from tcve.errors import CheckpointFormatError
 from tcve.models.nvlabs import PersistentRecord, load_nvlabs_pickle
-from tcve.models.stylegan2 import load_generator
+from tcve.models import load_generator
 
 TOL = 1e-5
 

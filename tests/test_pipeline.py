@@ -66,7 +66,8 @@ def test_edit_keeps_fps_frames_and_audio(service):
     assert saved["frames"] == 5 and saved["metrics"]["warping_error_direct"] == result.metrics["warping_error_direct"]
     # The same clip and settings again: served from the result cache, nothing recomputed.
     again = service.run(EXAMPLE, EditSpec("angry"), max_frames=5, config=LIGHT)
-    assert again is result
+    assert again.cached and not result.cached  # labelled as cached (the app says so) ...
+    assert again.output == result.output and again.seconds == result.seconds  # ... the same files and stage times
 
 
 def test_cancel_stops_the_run_and_leaves_no_video(service, tmp_path):

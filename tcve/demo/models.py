@@ -31,6 +31,15 @@ DEMO_EDIT_FILES: dict[str, tuple[str, float]] = {
     "interfacegan-young": ("demo-direction-age", -1.0),
     "nada-sketch": ("demo-nada-sketch", 1.0),
 }
+# What each demo file is, for `list` and the status line (the catalogue's notes describe the FFHQ sources).
+DEMO_NOTES: dict[str, str] = {
+    "mapper-eyeglasses": "demo-pack mapper 'eyeglasses' (trained on the demo faces)",
+    "mapper-angry": "demo-pack mapper 'angry' (trained on the demo faces)",
+    "mapper-surprised": "demo-pack mapper 'surprised' (trained on the demo faces)",
+    "interfacegan-smiling": "demo-pack direction 'smile' (fitted on the demo faces)",
+    "interfacegan-young": "demo-pack direction 'age' (fitted on the demo faces; positive = older)",
+    "nada-sketch": "demo-pack style generator 'sketch' (strength blends base -> style weights)",
+}
 REQUIRED = ("demo-stylegan2-64", "demo-e4e")
 # The catalogue's InterFaceGAN strengths (default 3, range +-6) assume unit normals in FFHQ's W, where a step of 3
 # crosses an attribute. Demo directions are served scaled so that a strength of 3 moves DIRECTION_STEP_STD standard
@@ -79,7 +88,8 @@ def demo_edit_loaders(device: torch.device | str = "cpu") -> EditLoaders:
     def generator(checkpoint: str) -> nn.Module:
         return load_generator(demo_path(file_for(checkpoint)[0])).to(device).eval()
 
-    return EditLoaders(mapper=mapper, direction=direction, generator=generator, clip=None, is_available=available)
+    return EditLoaders(mapper=mapper, direction=direction, generator=generator, clip=None, is_available=available,
+                       note=DEMO_NOTES.get)
 
 
 @dataclass(frozen=True)

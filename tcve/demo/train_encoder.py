@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.serialization import load_torch_file
-from ..models.stylegan2 import Generator, load_generator
+from ..models import load_generator
+from ..models.stylegan2 import Generator
 from .classifier import WEIGHTS as CLASSIFIER_WEIGHTS
 from .classifier import frames_to_image, load_classifier
 from .train_common import WEIGHTS_DIR, Timer, as_plain, log_setup, parse_config, render_dataset, seed_everything

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from ..models.mapper import LevelsMapper
-from ..models.stylegan2 import Generator, load_generator
+from ..models import load_generator
+from ..models.stylegan2 import Generator
 from .classifier import HEADS, AttributeClassifier, load_classifier
 from .train_common import WEIGHTS_DIR, Timer, log_setup, parse_config, seed_everything
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.serialization import load_torch_file
-from ..models.stylegan2 import load_generator
+from ..models import load_generator
 from .classifier import frames_to_image
 from .train_common import WEIGHTS_DIR, Timer, as_plain, log_setup, parse_config, render_dataset, seed_everything
 from .train_generator import DEMO_SIZE, codes_path

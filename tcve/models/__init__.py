@@ -9,7 +9,8 @@ Public entry points (kept stable: other stages and external checks call them):
 All return eval-mode float32 modules whose configuration is read from the file itself.
 """
 
-from .stylegan2 import Generator, load_generator
+from .stylegan2 import Generator
+from .generator_files import load_generator
 from .encoders import load_encoder
 from .mapper import LevelsMapper, load_mapper
 

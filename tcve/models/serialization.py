@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,10 +32,28 @@ def load_torch_file(path: str | os.PathLike[str] | io.BytesIO) -> Any:
     except FileNotFoundError:
         raise
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
-        raise CheckpointFormatError(
-            f"Could not read checkpoint {path!s}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
-            "It is corrupt, truncated, or stores Python objects that tcve refuses to unpickle."
-        ) from exc
+        raise CheckpointFormatError(refusal_message(path, exc)) from exc
+
+
+# torch's refusal names the blocked object like "unsupported GLOBAL posix.system whose module ..."
+_BLOCKED_GLOBAL = re.compile(r"GLOBAL\s+([\w.]+)")
+
+
+def refusal_message(path: str | os.PathLike[str] | io.BytesIO, exc: BaseException) -> str:
+    """Our own message for a file torch would not read. Never torch's advice to retry with ``weights_only=False``:
+    for an untrusted file that advice means running its code."""
+    name = Path(path).name if isinstance(path, (str, os.PathLike)) else "(in memory)"
+    text = str(exc)
+    blocked = _BLOCKED_GLOBAL.search(text)
+    if blocked:
+        return (f"Refused to load checkpoint '{name}': it stores a Python object ({blocked.group(1)}) besides "
+                "tensors, and tcve never runs code from a checkpoint. Use the published file of this checkpoint "
+                "(`python -m tcve list checkpoints` shows where it comes from); if you made the file yourself, "
+                "save a plain state dict (torch.save(model.state_dict(), path)).")
+    # torch's own first line may be its weights_only advice: keep only the error type then.
+    first = "" if "weights_only" in text else (text.strip().splitlines() or [""])[0]
+    return (f"Could not read checkpoint '{name}' ({type(exc).__name__}{': ' + first if first else ''}): "
+            "the file is corrupt, truncated or not a PyTorch checkpoint. Delete it and fetch it again.")
 
 
 def as_state(path_or_state: Any) -> Any:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ from torch import nn
 
 from ..errors import CheckpointFormatError
 from .layers import ConstantInput, EqualLinear, PixelNorm, StyledConv, ToRGB
-from .serialization import load_torch_file, strip_prefix
+from .serialization import strip_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +226,7 @@ def _is_generator_state(d: Mapping[str, Any]) -> bool:
     return "conv1.conv.weight" in d and "input.input" in d
 
 
-def _pick_state(obj: Mapping[str, Any], key: str | None) -> tuple[Mapping[str, torch.Tensor], Any]:
+def pick_generator_state(obj: Mapping[str, Any], key: str | None) -> tuple[Mapping[str, torch.Tensor], Any]:
     """(generator state dict, latent_avg or None) from a loaded rosinality / NADA / pSp-family file."""
     latent_avg = obj.get("latent_avg")
     if key is not None:
@@ -252,16 +251,6 @@ def _pick_state(obj: Mapping[str, Any], key: str | None) -> tuple[Mapping[str, t
     return sd, latent_avg
 
 
-_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."  # pickled magic number of pre-1.6 torch.save
-
-
-def _is_nvlabs_pickle(path: str | os.PathLike[str]) -> bool:
-    """True for raw pickles (NVlabs network snapshots); torch.save files are zip archives or legacy-magic pickles."""
-    with open(path, "rb") as f:
-        head = f.read(len(_LEGACY_TORCH_MAGIC))
-    return not head.startswith(b"PK") and not head.startswith(_LEGACY_TORCH_MAGIC)
-
-
 def generator_from_state(sd: Mapping[str, torch.Tensor], latent_avg: torch.Tensor | None = None,
                          config: GeneratorConfig | None = None) -> Generator:
     """Build a Generator from a rosinality-layout state dict (strict), eval mode, float32."""
@@ -278,19 +267,3 @@ def generator_from_state(sd: Mapping[str, torch.Tensor], latent_avg: torch.Tenso
         logger.info("Checkpoint has no latent_avg; using the mean of 4096 mapped z.")
         g.latent_avg.copy_(g.mean_latent())
     return g.eval().float()
-
-
-def load_generator(path_or_state: Any, key: str | None = None) -> Generator:
-    """Generator from a rosinality / NADA / pSp-family file, a bare state dict, or an NVlabs ``.pkl`` (G_ema)."""
-    if not isinstance(path_or_state, Mapping):
-        if _is_nvlabs_pickle(path_or_state):
-            from .nvlabs import load_nvlabs_generator
-
-            return load_nvlabs_generator(path_or_state, key=key or "G_ema")
-        obj = load_torch_file(path_or_state)
-        if not isinstance(obj, Mapping):
-            raise CheckpointFormatError(f"Expected a dict in {path_or_state!s}, got {type(obj).__name__}.")
-    else:
-        obj = path_or_state
-    sd, latent_avg = _pick_state(obj, key)
-    return generator_from_state(sd, latent_avg)
