@@ -12,7 +12,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .align import AlignConfig, AlignTransform, align_frames, compute_transforms, detect_and_track, paste_frames
+from .align import (AlignConfig, AlignTransform, align_frames, compute_transforms, detect_and_track, paste_face,
+                    visible_runs)
 from .cache import StageCache, hash_frames
 from .consistency import ConsistencyConfig, run_consistency
 from .edit import EDITS, EditConfig, EditLoaders, EditResult, EditSpec, apply_edit
@@ -57,6 +58,9 @@ class PipelineConfig:
     metrics_size: int = 256  # E_warp / LPIPS are computed on aligned crops resized to this side
     side_by_side_height: int = 512
     write_smoothing_video: bool = False
+    # Where the face is gone (AlignConfig.lost_after), frames pass through unedited; the edited face fades in and
+    # out over this many frames at the borders of those gaps instead of popping (0: hard cut).
+    crossfade_frames: int = 2
 
 
 @dataclass
@@ -203,6 +207,54 @@ class PreparedClip:
     inversion: Inversion
     edit: EditResult
     messages: list[str]
+    # [T] bool over the clip's frames: the face is in view. ``inputs``, ``transforms`` and every edit hold the
+    # visible frames only, in order: one latent path with gaps (see ``edit_video``). None: every frame.
+    visible: np.ndarray | None = None
+
+
+def _frame_spans(runs: list[tuple[int, int]], fps: float, start: float) -> str:
+    """'6–11 (0.20–0.44 s), 30 (1.16 s)': frame numbers from 1 as the user counts them, and times in the clip."""
+    parts = []
+    for a, b in runs:
+        frames = f"{a + 1}" if b - a == 1 else f"{a + 1}–{b}"
+        times = (f"{start + a / fps:.2f} s" if b - a == 1 else
+                 f"{start + a / fps:.2f}–{start + (b - 1) / fps:.2f} s")
+        parts.append(f"{frames} ({times})")
+    return ", ".join(parts)
+
+
+def _select(frames: Iterator[np.ndarray], mask: np.ndarray) -> Iterator[np.ndarray]:
+    return (frame for frame, keep in zip(frames, mask) if keep)
+
+
+def fade_weights(visible: np.ndarray, frames: int) -> np.ndarray:
+    """[T] weight of the edited face per frame: 0 where the face is gone, ramping up to 1 over ``frames`` frames
+    next to each gap (the clip's own ends are no gaps), 1 elsewhere."""
+    visible = np.asarray(visible, bool)
+    weights = visible.astype(np.float64)
+    gone = np.flatnonzero(~visible)
+    if frames <= 0 or not len(gone):
+        return weights
+    for t in np.flatnonzero(visible):
+        distance = int(np.abs(gone - t).min())  # 1 next to a gap
+        weights[t] = min(1.0, distance / (frames + 1))
+    return weights
+
+
+def _paste_segments(frames: Iterator[np.ndarray], crops: np.ndarray, transforms: list[AlignTransform],
+                    weights: np.ndarray, config: AlignConfig) -> Iterator[np.ndarray]:
+    """Full frames with the edited crops of the visible frames pasted back, faded by ``weights``; frames without
+    the face are yielded as they are (bit for bit)."""
+    j = 0
+    for frame, weight in zip(frames, weights):
+        if weight <= 0:
+            yield frame
+            continue
+        pasted = paste_face(frame, crops[j], transforms[j], None, config)
+        j += 1
+        if weight < 1:
+            pasted = np.rint(weight * pasted.astype(np.float32) + (1 - weight) * frame).astype(np.uint8)
+        yield pasted
 
 
 def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
@@ -219,8 +271,15 @@ def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
     align_cfg = models.crop_config(config.align)
     track = detect_and_track(iter_frames(input_path, config.read), models.detector, align_cfg)
     messages.extend(track.messages)
-    transforms = compute_transforms(track, align_cfg)
-    crops = list(align_frames(iter_frames(input_path, config.read), transforms, align_cfg))
+    visible = track.visible_mask
+    hidden = visible_runs(visible, value=False)
+    if hidden:
+        messages.append(f"Face not visible in frames {_frame_spans(hidden, float(info.fps), info.start)} of "
+                        f"{track.n_frames}: kept as they are.")
+    keep = np.flatnonzero(visible)
+    all_transforms = compute_transforms(track, align_cfg)
+    transforms = [all_transforms[i] for i in keep]
+    crops = list(align_frames(_select(iter_frames(input_path, config.read), visible), transforms, align_cfg))
     inputs = _to_images(crops, device)
     stages.done("align")
 
@@ -243,13 +302,20 @@ def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
     if edit.note:  # says which network realises the edit, and from which model set
         messages.append(f"{edit.note} ({models.label})" if models.label else edit.note)
     stages.done("edit")
-    return PreparedClip(info, align_cfg, list(transforms), inputs, domain, inversion, edit, messages)
+    return PreparedClip(info, align_cfg, list(transforms), inputs, domain, inversion, edit, messages,
+                        None if visible.all() else visible)
 
 
 def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, output_dir: str | Path,
                config: PipelineConfig = PipelineConfig(), progress: ProgressFn | None = None,
                cancel: CancelFn | None = None) -> PipelineResult:
-    """Edit the main face of ``input_path`` and write the consistent, direct and side-by-side videos."""
+    """Edit the main face of ``input_path`` and write the consistent, direct and side-by-side videos.
+
+    Frames where the face is gone pass through unedited. The visible frames form one latent path with gaps: they
+    are inverted, edited and made consistent together, as if consecutive. One path, rather than one per visible
+    segment, because the consistency losses pair every frame with the clip's anchor (not with its neighbour), so a
+    gap breaks nothing, and the person keeps one look (one tuned generator, one edit) across the whole clip.
+    """
     stages = _Stages(progress, cancel)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -287,6 +353,8 @@ def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, o
         paths["smoothing"] = out / "smoothing.mp4"
     final_frames, direct_frames = images_to_frames(final.detach().cpu()), images_to_frames(direct.detach().cpu())
     smooth_frames = images_to_frames(smoothing.cpu()) if "smoothing" in paths else None
+    visible = clip.visible if clip.visible is not None else np.ones(info.n_frames, bool)
+    weights = fade_weights(visible, config.crossfade_frames)
     writers = {name: VideoWriter(path, info.fps, audio) for name, path in paths.items()}
     report = stages.sub("write")
     try:
@@ -294,9 +362,9 @@ def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, o
         # hold them all, hence one branch per stream actually written).
         branches = itertools.tee(iter_frames(input_path, config.read), 3 + (smooth_frames is not None))
         originals = branches[0]
-        pasted_final = paste_frames(branches[1], final_frames, transforms, config=align_cfg)
-        pasted_direct = paste_frames(branches[2], direct_frames, transforms, config=align_cfg)
-        pasted_smooth = (paste_frames(branches[3], smooth_frames, transforms, config=align_cfg)
+        pasted_final = _paste_segments(branches[1], final_frames, transforms, weights, align_cfg)
+        pasted_direct = _paste_segments(branches[2], direct_frames, transforms, weights, align_cfg)
+        pasted_smooth = (_paste_segments(branches[3], smooth_frames, transforms, weights, align_cfg)
                          if smooth_frames is not None else None)
         for t, (frame, edited, direct_frame) in enumerate(zip(originals, pasted_final, pasted_direct)):
             writers["output"].write(edited)

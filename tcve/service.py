@@ -33,7 +33,7 @@ from .consistency import ConsistencyConfig
 from .cache import StageCache
 from .edit import (EDITS, EditConfig, EditLoaders, EditSpec, NadaTrainConfig, TextEditConfig, UnknownEdit,
                    edit_availability)
-from .errors import TcveError
+from .errors import NoFaceFound, TcveError
 from .invert import InversionConfig, PTIConfig
 from .pipeline import CancelFn, PipelineConfig, PipelineModels, PipelineResult, ProgressFn, edit_video
 from .stitch import StitchConfig
@@ -276,12 +276,22 @@ class Service:
         return options
 
     def preview_face(self, path: str | os.PathLike[str], options: ReadOptions = ReadOptions()) -> np.ndarray:
-        """The aligned crop of the first frame, as the generator will see it (uint8 HWC)."""
+        """The aligned crop of the first frame that shows a face, as the generator will see it (uint8 HWC).
+
+        Clips often open on something else (a title, an empty room): frames are looked at in order until one has
+        a face. Raises ``NoFaceFound`` when none has."""
         models = self.prepare()
-        first = next(iter_frames(path, options))
         config = models.crop_config()
-        track = detect_and_track([first], models.detector, config)
-        return next(align_frames([first], compute_transforms(track, config), config))
+        seen = 0
+        for frame in iter_frames(path, options):
+            seen += 1
+            try:
+                track = detect_and_track([frame], models.detector, config)
+            except NoFaceFound:
+                continue
+            return next(align_frames([frame], compute_transforms(track, config), config))
+        raise NoFaceFound(f"No face was found in any of the {seen} frames. Use a clip where the face is visible and "
+                          "roughly frontal.")
 
     def run(self, path: str | os.PathLike[str], spec: EditSpec, preset: str = "Preview", start: float = 0.0,
             end: float | None = None, max_frames: int | None = None, config: PipelineConfig | None = None,
