@@ -8,9 +8,11 @@ crops) and once more while the three output videos are written side by side; onl
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -61,6 +63,14 @@ class PipelineConfig:
     # Where the face is gone (AlignConfig.lost_after), frames pass through unedited; the edited face fades in and
     # out over this many frames at the borders of those gaps instead of popping (0: hard cut).
     crossfade_frames: int = 2
+    # Below this PSNR (dB) of the inversion against the aligned input, the face is taken to be outside the models'
+    # domain (the demo pack renders a real face as a cartoon: ~13 dB, against ~25 dB on its own clips), and the user
+    # is told so plainly. None: never warn.
+    min_reconstruction_psnr: float | None = 18.0
+    # Repeatable runs: every random draw of a run comes from this seed (the caller's RNG state is restored after),
+    # and PyTorch's deterministic algorithms are used where it has them (warn_only: ops without one still run).
+    seed: int = 0
+    deterministic: bool = True
 
 
 @dataclass
@@ -257,6 +267,16 @@ def _paste_segments(frames: Iterator[np.ndarray], crops: np.ndarray, transforms:
         yield pasted
 
 
+def reconstruction_warning(inversion: Inversion, threshold: float | None, label: str = "") -> str:
+    """A plain warning when the inversion reproduces the input poorly (face outside the models' domain), else ''."""
+    if threshold is None or inversion.metrics is None or not inversion.metrics.psnr < threshold:
+        return ""
+    models = f"the {label}" if label else "these models"
+    return (f"Warning: poor reconstruction (PSNR {inversion.metrics.psnr:.1f} dB against the aligned input, below "
+            f"{threshold:g} dB). This face looks outside the domain of {models}, so the result will not look like "
+            "the person. For real faces use the FFHQ models (--models ffhq, or TCVE_MODELS=ffhq for the app).")
+
+
 def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
                  config: PipelineConfig = PipelineConfig(), progress: ProgressFn | None = None,
                  cancel: CancelFn | None = None, stages: _Stages | None = None) -> PreparedClip:
@@ -267,6 +287,10 @@ def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
 
     # -- read (probe: limits, fps, audio; frames are streamed) and track the main face
     info = probe(input_path, config.read, config.limits)
+    if info.damaged is not None:
+        decoded, declared = info.damaged
+        messages.append(f"The file is damaged or cut short: it declares {declared} frames but only {decoded} "
+                        f"({decoded / float(info.source_fps):.2f} s) decode; the frames up to the damage are edited.")
     stages.done("read")
     align_cfg = models.crop_config(config.align)
     track = detect_and_track(iter_frames(input_path, config.read), models.detector, align_cfg)
@@ -297,6 +321,9 @@ def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
         content_hash=hash_frames(np.stack(crops)) if models.cache is not None else None,
         checkpoint_names=models.checkpoint_names, progress=stages.sub("invert"))
     stages.done("invert")
+    warning = reconstruction_warning(inversion, config.min_reconstruction_psnr, models.label)
+    if warning:
+        messages.append(warning)
     edit = apply_edit(spec, inversion.w_plus, inversion.generator, base_generator=models.generator,
                       config=config.edit, loaders=models.edit_loaders, progress=stages.sub("edit"))
     if edit.note:  # says which network realises the edit, and from which model set
@@ -306,9 +333,39 @@ def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
                         None if visible.all() else visible)
 
 
+@contextlib.contextmanager
+def repeatable(seed: int, device: torch.device, deterministic: bool = True) -> Iterator[None]:
+    """Seeds torch (CPU and ``device``), NumPy and ``random`` for the block and restores the caller's states after;
+    turns on PyTorch's deterministic algorithms (and off cuDNN's autotuner) for the block when ``deterministic``."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    was_deterministic, was_benchmark = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(was_deterministic)
+            torch.backends.cudnn.benchmark = was_benchmark
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
 def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, output_dir: str | Path,
                config: PipelineConfig = PipelineConfig(), progress: ProgressFn | None = None,
                cancel: CancelFn | None = None) -> PipelineResult:
+    """Edit the main face of ``input_path`` and write the consistent, direct and side-by-side videos (seeded by
+    ``config.seed``: the same input and settings give the same videos; see ``_edit_video``)."""
+    with repeatable(config.seed, models.device, config.deterministic):
+        return _edit_video(input_path, spec, models, output_dir, config, progress, cancel)
+
+
+def _edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, output_dir: str | Path,
+                config: PipelineConfig, progress: ProgressFn | None, cancel: CancelFn | None) -> PipelineResult:
     """Edit the main face of ``input_path`` and write the consistent, direct and side-by-side videos.
 
     Frames where the face is gone pass through unedited. The visible frames form one latent path with gaps: they

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ OOM_MESSAGE = ("Out of memory. Retry with fewer frames (lower the frame cap or t
 
 # The parameters of the /edit and /stylize endpoints, in the order of their input components.
 EDIT_PARAMS = ("video", "edit", "text", "source_text", "strength", "preset", "start", "end", "max_frames",
-               "advanced", *(s.key for s in SETTINGS))
+               "stride", "max_side", "advanced", *(s.key for s in SETTINGS))
 
 
 def error_message(exc: BaseException) -> str:
@@ -136,6 +138,12 @@ class Runner:
         self.service = service
         self._cancel: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        # Cancel while queued: the button's click first records when the job was queued (a step outside the queue,
+        # ``submitted``); a job whose session cancelled after that is dropped when its turn comes.
+        self._submitted: dict[str, deque[float]] = {}
+        self._cancelled_at: dict[str, float] = {}
+        # One run at a time, even when a cancelled run's thread is still finishing its current step.
+        self._device = threading.Lock()
         self._run = on_gpu(self._run_on_device, self._duration)
 
     # ---------------------------------------------------------------- cancel
@@ -143,9 +151,25 @@ class Runner:
         with self._lock:
             return self._cancel.setdefault(key, threading.Event())
 
+    def submitted(self, request: gr.Request) -> None:
+        """Called outside the queue when an edit is queued (before it waits for its turn)."""
+        session = getattr(request, "session_hash", None) or ""
+        with self._lock:
+            self._submitted.setdefault(session, deque()).append(time.monotonic())
+
+    def _dropped(self, session: str) -> bool:
+        """Whether the job starting now was cancelled while it waited in the queue (and forget its queue time)."""
+        with self._lock:
+            queue = self._submitted.get(session)
+            queued_at = queue.popleft() if queue else time.monotonic()
+            return self._cancelled_at.get(session, -math.inf) >= queued_at
+
     def cancel(self, request: gr.Request) -> str:
-        self._event(getattr(request, "session_hash", None) or "").set()
-        return "Cancelling after the current step..."
+        session = getattr(request, "session_hash", None) or ""
+        with self._lock:
+            self._cancelled_at[session] = time.monotonic()
+        self._event(session).set()
+        return "Cancelling: a queued edit is dropped, a running one stops after the current step..."
 
     # ---------------------------------------------------------------- edit
     def _duration(self, path: str, spec: EditSpec, preset: str, start: float, end: float | None,
@@ -154,7 +178,7 @@ class Runner:
 
     def _run_on_device(self, path: str, spec: EditSpec, preset: str, start: float, end: float | None,
                        max_frames: int | None, overrides: dict[str, int] | None, progress: gr.Progress,
-                       session: str) -> PipelineResult:
+                       session: str, stride: int | None = None, max_side: int | None = None) -> PipelineResult:
         # Plain, picklable arguments: on ZeroGPU this runs in a worker process (where cancelling cannot reach it).
         t0 = time.perf_counter()
 
@@ -165,7 +189,7 @@ class Runner:
 
         config = self.service.config_for(preset, spec, overrides) if overrides else None
         return self.service.run(path, spec, preset, start, end, max_frames, config, report,
-                                self._event(session).is_set)
+                                self._event(session).is_set, stride=stride, max_side=max_side)
 
     def edit_handler(self, domain: str) -> Callable[..., Any]:
         def edit(values: dict[str, Any], request: gr.Request | None, progress: gr.Progress) -> Iterator[tuple]:
@@ -197,16 +221,22 @@ class Runner:
             raise gr.Error(f"Unknown preset '{preset}'.")
         start, end = _number(values.get("start"), 0.0) or 0.0, _number(values.get("end")) or None
         cap = int(_number(values.get("max_frames"), 0) or 0) or None
+        stride = int(_number(values.get("stride"), 1) or 1)
+        max_side = int(_number(values.get("max_side"), 0) or 0) or None
         overrides = ({s.key: int(_number(values.get(s.key), 0) or 0) for s in SETTINGS}
                      if values.get("advanced") else None)
         session = getattr(request, "session_hash", None) or ""
+        if self._dropped(session):
+            raise gr.Error("Cancelled while waiting in the queue: nothing was run.", print_exception=False)
         self._event(session).clear()
         t0 = time.perf_counter()
         try:
             progress(0.0, desc="detecting and aligning the face")
-            face = self.service.preview_face(path, self.service.read_options(path, start, end, cap))
+            face = self.service.preview_face(path, self.service.read_options(path, start, end, cap, stride, max_side))
             yield Outputs(face=face, status="Face found and aligned (left). Editing...").values()
-            result = self._run(path, spec, preset, start, end, cap, overrides, progress, session)
+            with self._device:
+                result = self._run(path, spec, preset, start, end, cap, overrides, progress, session, stride,
+                                   max_side)
         except gr.Error:
             raise
         except Cancelled:
