@@ -17,9 +17,9 @@ CACHE_LIFETIME = (3600, 86400)
 MAX_UPLOAD_MB = 200  # larger uploads are refused before they are stored
 
 
-def launch_options(max_upload_mb: float = MAX_UPLOAD_MB) -> dict[str, str]:
-    """``launch()`` arguments: the upload size limit."""
-    return {"max_file_size": f"{max_upload_mb:g}mb"}
+def launch_options(max_upload_mb: float = MAX_UPLOAD_MB) -> dict[str, int]:
+    """``launch()`` arguments: the upload size limit (bytes)."""
+    return {"max_file_size": int(max_upload_mb * 2**20)}
 
 DESCRIPTION = (
     "# tcve: temporally consistent semantic editing of face videos\n"

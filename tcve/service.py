@@ -367,6 +367,9 @@ class Service:
             raise
         result.messages[:0] = [cut] if cut else []
         with self._lock:
+            twin = self._results.pop(key, None)  # the same job run twice at once: keep one copy
+            if twin is not None and twin.output.parent != job_dir:
+                shutil.rmtree(twin.output.parent, ignore_errors=True)
             self._results[key] = result
             while len(self._results) > self._max_cached:
                 _, dropped = self._results.popitem(last=False)
