@@ -129,3 +129,11 @@ def test_app_limits_uploads_and_gives_cached_files_a_lifetime(tmp_path):
         assert small.status_code == 200
     finally:
         demo.close()
+
+
+def test_a_run_says_its_cut_first(tmp_path, fake_runs):
+    from tcve.video import write_video
+
+    clip = write_video(tmp_path / "clip.mp4", [np.full((32, 32, 3), i * 10, np.uint8) for i in range(20)], 10)
+    result = Service("tiny", device="cpu", workdir=tmp_path / "runs").run(clip, EditSpec("angry"), "Preview")
+    assert result.messages[0].startswith("Only the first 8 of the 20 frames are edited")  # on main: silent
