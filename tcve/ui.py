@@ -212,6 +212,9 @@ class Runner:
 
     def _edit(self, domain: str, values: dict[str, Any], request: gr.Request | None,
               progress: gr.Progress) -> Iterator[tuple]:
+        session = getattr(request, "session_hash", None) or ""
+        if self._dropped(session):  # first: every queued job takes its own queue time, whatever fails next
+            raise gr.Error("Cancelled while waiting in the queue: nothing was run.", print_exception=False)
         path = values.get("video")
         if not path:
             raise gr.Error("Upload a video first (or pick an example).")
@@ -226,8 +229,6 @@ class Runner:
         overrides = ({s.key: int(_number(values.get(s.key), 0) or 0) for s in SETTINGS}
                      if values.get("advanced") else None)
         session = getattr(request, "session_hash", None) or ""
-        if self._dropped(session):
-            raise gr.Error("Cancelled while waiting in the queue: nothing was run.", print_exception=False)
         self._event(session).clear()
         t0 = time.perf_counter()
         try:
