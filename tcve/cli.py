@@ -125,10 +125,10 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     overrides = _parse_settings(args.set)
     config = service.config_for(args.preset, spec, overrides) if overrides else None
     bar, report = _progress_bar(not args.quiet)
-    # Written into a hidden folder beside the output, then moved into place: only the files asked for remain, and
-    # nothing at all when the run fails or is stopped (Ctrl-C, SIGTERM).
-    Path(args.output).resolve().parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".tcve-", dir=Path(args.output).resolve().parent) as work:
+    # Written into a hidden folder near the output (its nearest existing folder), then moved into place: only the
+    # files asked for remain, and nothing at all when the run fails or is stopped (Ctrl-C, SIGTERM).
+    near = next(p for p in Path(args.output).resolve().parents if p.is_dir())  # nothing is created before success
+    with tempfile.TemporaryDirectory(prefix=".tcve-", dir=near) as work:
         try:
             result = service.run(args.input, spec, args.preset, args.start, args.end, args.max_frames, config,
                                  report, stride=args.stride, max_side=args.max_side, output_dir=work)
