@@ -6,8 +6,10 @@ which in ``banner``. Networks are built
 lazily on first use, once per service (``prepare`` fetches the checkpoints first, reporting progress).
 
 Presets ('Preview', 'Paper settings') resolve per edit domain and model set in ``config_for``, which also applies the
-``SETTINGS`` overrides the app's advanced accordion and the CLI's ``--set`` expose. ``run`` caches results by input
-file, edit and settings; ``measure`` computes the metrics of any video against a reference (``python -m tcve metrics``).
+``SETTINGS`` overrides the app's advanced accordion and the CLI's ``--set`` expose. ``run`` says every cut it makes
+(preset cap, frame cap, frame limit), writes each job into a folder of its own and caches the last results by input
+file, edit and settings (older results' folders are deleted); ``measure`` computes the metrics of any video against a
+reference (``python -m tcve metrics``).
 """
 
 from __future__ import annotations
