@@ -57,6 +57,7 @@ def fake_runs(monkeypatch):
         return _FakeResult(out)
 
     monkeypatch.setattr(service_module, "edit_video", edit_video)
+    monkeypatch.setattr(Service, "prepare", lambda self, progress=None: None)  # no networks needed
     monkeypatch.setattr(Service, "config_for", lambda self, preset, spec, overrides=None:
                         service_module.PRESETS["Preview"].config)
     return seen
