@@ -64,8 +64,8 @@ class PipelineConfig:
     # out over this many frames at the borders of those gaps instead of popping (0: hard cut).
     crossfade_frames: int = 2
     # Below this PSNR (dB) of the inversion against the aligned input, the face is taken to be outside the models'
-    # domain (the demo pack renders a real face as a cartoon: ~13 dB, against ~25 dB on its own clips), and the user
-    # is told so plainly. None: never warn.
+    # domain (the demo pack renders a real face as a cartoon: 12 dB, against 25 dB on its own clip; see
+    # bench/reconstruction_psnr.py), and the user is told so plainly. None: never warn.
     min_reconstruction_psnr: float | None = 18.0
     # Repeatable runs: every random draw of a run comes from this seed (the caller's RNG state is restored after),
     # and PyTorch's deterministic algorithms are used where it has them (warn_only: ops without one still run).
