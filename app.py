@@ -12,6 +12,14 @@ from tcve import __version__, ui
 from tcve.service import PRESETS, SETTINGS, Service, example_clips
 
 QUEUE_SIZE = 8  # waiting jobs beyond the one running; more are refused with "queue full"
+# Gradio's copies of uploads and results: checked every hour, deleted when older than a day.
+CACHE_LIFETIME = (3600, 86400)
+MAX_UPLOAD_MB = 200  # larger uploads are refused before they are stored
+
+
+def launch_options(max_upload_mb: float = MAX_UPLOAD_MB) -> dict[str, int]:
+    """``launch()`` arguments: the upload size limit (bytes)."""
+    return {"max_file_size": int(max_upload_mb * 2**20)}
 
 DESCRIPTION = (
     "# tcve: temporally consistent semantic editing of face videos\n"
@@ -96,7 +104,7 @@ def build_demo(service: Service | None = None) -> gr.Blocks:
     service = service or Service.from_env()
     runner = ui.Runner(service)
     defaults = service.settings("Preview", "in")
-    with gr.Blocks(title="tcve") as demo:
+    with gr.Blocks(title="tcve", delete_cache=CACHE_LIFETIME) as demo:
         gr.Markdown(DESCRIPTION)
         gr.Markdown(service.banner, elem_id="banner")
         with gr.Row():
@@ -111,6 +119,9 @@ def build_demo(service: Service | None = None) -> gr.Blocks:
                     start = gr.Number(0, label="trim start (s)", minimum=0)
                     end = gr.Number(0, label="trim end (s; 0: to the end)", minimum=0)
                     max_frames = gr.Number(0, precision=0, minimum=0, label="frame cap (0: the preset's)")
+                with gr.Row():
+                    stride = gr.Number(1, precision=0, minimum=1, label="frame stride (keep every n-th frame)")
+                    max_side = gr.Number(0, precision=0, minimum=0, label="downscale to (px, longest side; 0: off)")
                 preset = gr.Radio(list(PRESETS), value="Preview", label="preset")
                 preset_info = gr.Markdown(PRESETS["Preview"].description)
                 with gr.Accordion("advanced settings", open=False):
@@ -142,16 +153,20 @@ def build_demo(service: Service | None = None) -> gr.Blocks:
                 files = gr.File(label="downloads", file_count="multiple")
                 cancel = gr.Button("Cancel", variant="stop")
 
-        shared = [preset, start, end, max_frames, advanced, *knobs]
+        shared = [preset, start, end, max_frames, stride, max_side, advanced, *knobs]
         outputs = [face, edited, direct, side, files, table, curves, xt, metrics, status]
         # Progress shows on the result videos only: the aligned face (first output) stays visible during the run.
         run = dict(outputs=outputs, concurrency_limit=1, concurrency_id="gpu", show_progress_on=[edited, direct])
         for c, domain, name in ((in_c, "in", "edit"), (out_c, "out", "stylize")):
             inputs = [video, c["edit"], c["text"], c["source_text"], c["strength"], *shared]
             handler = runner.edit_handler(domain)
-            c["button"].click(handler, inputs, api_name=name, **run)
+            # submitted (outside the queue) notes when the job was queued, so Cancel can drop it while it waits
+            c["button"].click(runner.submitted, None, None, queue=False, api_visibility="private").then(
+                handler, inputs, api_name=name, **run)
             if domain == "in":
-                examples.load_input_event.then(handler, inputs, api_visibility="undocumented", **run)
+                examples.load_input_event.then(runner.submitted, None, None, queue=False,
+                                               api_visibility="private").then(
+                    handler, inputs, api_visibility="undocumented", **run)
         cancel.click(runner.cancel, None, status, queue=False, api_name="cancel")
 
         def preset_changed(name: str) -> list:
@@ -165,4 +180,4 @@ def build_demo(service: Service | None = None) -> gr.Blocks:
 
 
 if __name__ == "__main__":
-    build_demo().launch()
+    build_demo().launch(**launch_options())

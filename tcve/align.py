@@ -49,6 +49,12 @@ class AlignConfig:
     interpolation: str = "cubic"
     detect_max_side: int | None = 1280  # landmarks on a downscaled copy of big frames (speed); None = full size
     gate: float = 1.5  # a face counts as the same person if its centre moved less than gate * face size
+    # When is the face gone rather than missed? A detector misses a visible face for a frame or two (blur, a hand);
+    # those frames are filled from their neighbours. A run of more than `lost_after` missed frames means the face
+    # has left the frame (or is hidden): those frames are kept as they are, never given an edited face (a ghost).
+    # Detections scoring below `min_score` (the backend's confidence; MediaPipe reports 1) count as misses.
+    lost_after: int = 3
+    min_score: float = 0.0
     # The generator's framing relative to the FFHQ quad (FFHQ: 1, 0): the quad's half-axes are multiplied by
     # quad_scale and its centre moved down by quad_shift FFHQ half-axes (the demo pack's renders sit wider and lower).
     quad_scale: float = 1.0
@@ -67,10 +73,37 @@ class FaceTrack:
     frame_size: tuple[int, int]  # (H, W)
     max_faces: int  # most faces seen in one frame
     messages: tuple[str, ...] = ()  # user-facing notes (several faces, frames filled in)
+    visible: np.ndarray | None = None  # [T] bool: the face is in view (detected or briefly missed); None: all
 
     @property
     def n_frames(self) -> int:
         return int(self.points.shape[0])
+
+    @property
+    def visible_mask(self) -> np.ndarray:
+        return np.ones(self.n_frames, bool) if self.visible is None else np.asarray(self.visible, bool)
+
+
+def visible_runs(mask: np.ndarray, value: bool = True) -> list[tuple[int, int]]:
+    """[start, stop) index ranges where ``mask`` equals ``value``, in order."""
+    mask = np.asarray(mask, bool)
+    runs, start = [], None
+    for t, v in enumerate(mask.tolist() + [not value]):
+        if v == value and start is None:
+            start = t
+        elif v != value and start is not None:
+            runs.append((start, t))
+            start = None
+    return runs
+
+
+def _visible_from_detections(detected: np.ndarray, lost_after: int) -> np.ndarray:
+    """Frames where the face counts as in view: detected, or within a run of at most ``lost_after`` misses."""
+    visible = detected.copy()
+    for a, b in visible_runs(detected, value=False):
+        if b - a <= lost_after:
+            visible[a:b] = True
+    return visible
 
 
 def _pick_first(faces: Sequence[Face], frame_size: tuple[int, int]) -> Face:
@@ -85,20 +118,27 @@ def _pick_first(faces: Sequence[Face], frame_size: tuple[int, int]) -> Face:
     return max(faces, key=score)
 
 
-def track_faces(detections: Sequence[Sequence[Face]], frame_size: tuple[int, int], gate: float = 1.5) -> FaceTrack:
+def track_faces(detections: Sequence[Sequence[Face]], frame_size: tuple[int, int], gate: float = 1.5,
+                lost_after: int | None = None, min_score: float = 0.0) -> FaceTrack:
     """Follows the main face through per-frame detections and fills frames where it was missed.
 
     The main face is picked in the first frame with any face (largest / most central); afterwards the face nearest to
     its last position is kept if it moved less than `gate` face sizes, so a second person never takes over.
+    With `lost_after` set, a run of more than that many missed frames marks the face as gone there (`visible` is
+    False; see `AlignConfig.lost_after`), and the main face is picked afresh when a face comes back.
     Raises NoFaceFound when no frame has a face.
     """
     n = len(detections)
     points = np.zeros((n, 4, 2))
     detected = np.zeros(n, dtype=bool)
     last: Face | None = None
+    last_t = -1
     for t, faces in enumerate(detections):
+        faces = [f for f in faces if f.score >= min_score]
         if not faces:
             continue
+        if lost_after is not None and last is not None and t - last_t - 1 > lost_after:
+            last = None  # the face was gone: whoever comes back is tracked as the main face again
         if last is None:
             chosen = _pick_first(faces, frame_size)
         else:
@@ -107,7 +147,7 @@ def track_faces(detections: Sequence[Sequence[Face]], frame_size: tuple[int, int
             if dist[i] > gate * max(last.size, 1.0):
                 continue  # only other people in view: treat as a miss of the main face
             chosen = faces[i]
-        points[t], detected[t], last = chosen.points, True, chosen
+        points[t], detected[t], last, last_t = chosen.points, True, chosen, t
     if not detected.any():
         raise NoFaceFound(f"No face was found in any of the {n} frames. Use a clip where the face is visible and "
                           "roughly frontal.")
@@ -119,15 +159,17 @@ def track_faces(detections: Sequence[Sequence[Face]], frame_size: tuple[int, int
             flat[:, k] = np.interp(t, idx, flat[idx, k])
         points = flat.reshape(n, 4, 2)
     max_faces = max((len(f) for f in detections), default=0)
+    visible = _visible_from_detections(detected, lost_after) if lost_after is not None else np.ones(n, bool)
+    filled = int(visible.sum()) - len(idx)
     messages = []
     if max_faces > 1:
         messages.append(f"Up to {max_faces} faces are visible; only the main (largest, most central) one is edited.")
-    if len(idx) < n:
-        messages.append(f"The face was not detected in {n - len(idx)} of {n} frames; those were filled in from "
+    if filled:
+        messages.append(f"The face was not detected in {filled} of {n} frames; those were filled in from "
                         "neighbouring frames.")
     for m in messages:
         logger.info(m)
-    return FaceTrack(points, detected, tuple(frame_size), max_faces, tuple(messages))
+    return FaceTrack(points, detected, tuple(frame_size), max_faces, tuple(messages), visible)
 
 
 def detect_and_track(frames: Iterable[np.ndarray], detector: LandmarkDetector, config: AlignConfig = AlignConfig()
@@ -154,7 +196,7 @@ def detect_and_track(frames: Iterable[np.ndarray], detector: LandmarkDetector, c
         detections.append(faces)
     if frame_size is None:
         raise NoFaceFound("The clip has no frames to look for a face in.")
-    return track_faces(detections, frame_size, config.gate)
+    return track_faces(detections, frame_size, config.gate, config.lost_after, config.min_score)
 
 
 # ------------------------------------------------------------------------------------------------------ FFHQ quads
@@ -260,11 +302,15 @@ class AlignTransform:
 
 
 def compute_transforms(track: FaceTrack, config: AlignConfig = AlignConfig()) -> list[AlignTransform]:
-    """Per-frame FFHQ transforms from a track, smoothed over time so the aligned crops do not jitter."""
-    points = _moving_average(track.points, config.landmark_window)
-    c, x = framed_axes(points, config)
-    c, x = smooth_axes(c, x, config)
-    quads = quad_from_axes(c, x)
+    """Per-frame FFHQ transforms from a track, smoothed over time so the aligned crops do not jitter.
+
+    Each run of frames where the face is in view is smoothed on its own: a face that leaves and comes back elsewhere
+    is not dragged across the gap (frames without the face keep their unsmoothed, held quad; nothing is pasted there).
+    """
+    quads = quad_from_axes(*framed_axes(track.points, config))
+    for a, b in visible_runs(track.visible_mask):
+        points = _moving_average(track.points[a:b], config.landmark_window)
+        quads[a:b] = quad_from_axes(*smooth_axes(*framed_axes(points, config), config))
     return [AlignTransform(q, config.output_size, track.frame_size, bool(d)) for q, d in zip(quads, track.detected)]
 
 
@@ -473,5 +519,5 @@ def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float
 __all__ = [
     "AlignConfig", "AlignTransform", "FaceTrack", "align_frames", "compute_transforms", "crop_face", "detect_and_track",
     "feather_mask", "paste_face", "paste_frames", "paste_mask", "psnr", "quad_axes", "quad_from_axes", "quad_jitter",
-    "raw_transforms", "smooth_axes", "stack_quads", "track_faces",
+    "raw_transforms", "smooth_axes", "stack_quads", "track_faces", "visible_runs",
 ]

@@ -24,9 +24,12 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ENV_CACHE_DIR", "default_cache_dir", "hash_frames", "hash_file", "cache_key", "StageCache"]
+__all__ = ["ENV_CACHE_DIR", "ENV_CACHE_MAX_GB", "default_cache_dir", "default_max_bytes", "hash_frames", "hash_file",
+           "cache_key", "StageCache"]
 
 ENV_CACHE_DIR = "TCVE_CACHE_DIR"
+ENV_CACHE_MAX_GB = "TCVE_CACHE_MAX_GB"
+DEFAULT_MAX_GB = 5.0  # about 40 PTI-tuned 1024 px inversions; the least recently used entries go first
 _FORMAT_VERSION = 1  # bump when a stage changes what it stores: old entries then miss instead of mis-loading
 
 
@@ -36,6 +39,12 @@ def default_cache_dir() -> Path:
         return Path(os.environ[ENV_CACHE_DIR])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "tcve"
+
+
+def default_max_bytes() -> int | None:
+    """``$TCVE_CACHE_MAX_GB`` (0: no cap), else ``DEFAULT_MAX_GB``, in bytes."""
+    gb = float(os.environ.get(ENV_CACHE_MAX_GB) or DEFAULT_MAX_GB)
+    return int(gb * 2**30) if gb > 0 else None
 
 
 def hash_frames(frames: np.ndarray | torch.Tensor | Sequence[np.ndarray] | Iterable[np.ndarray]) -> str:
@@ -112,12 +121,20 @@ def _check_tensors_only(obj: Any, where: str = "entry") -> None:
     raise TypeError(f"{where}: the cache stores tensors (and plain numbers/strings) only, got {type(obj).__name__}")
 
 
-class StageCache:
-    """A folder of ``<stage>/<key[:2]>/<key>.pt`` entries."""
+_DEFAULT = object()
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, enabled: bool = True):
+
+class StageCache:
+    """A folder of ``<stage>/<key[:2]>/<key>.pt`` entries, at most ``max_bytes`` in all (None: no cap).
+
+    Over the cap, the least recently used entries are deleted after each save (a hit counts as a use: it touches
+    the file's modification time, which is what eviction orders by)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, enabled: bool = True,
+                 max_bytes: int | None | object = _DEFAULT):
         self.root = Path(root) if root is not None else default_cache_dir()
         self.enabled = enabled
+        self.max_bytes: int | None = default_max_bytes() if max_bytes is _DEFAULT else max_bytes  # type: ignore
 
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / key[:2] / f"{key}.pt"
@@ -139,6 +156,10 @@ class StageCache:
             path.unlink(missing_ok=True)
             return None
         logger.info("cache hit: %s/%s", stage, key[:12])
+        try:
+            os.utime(path)  # most recently used: evicted last
+        except OSError:
+            pass
         return entry
 
     def save(self, stage: str, key: str, entry: Mapping[str, Any]) -> Path | None:
@@ -157,7 +178,38 @@ class StageCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        self.evict(keep=path)
         return path
+
+    def size(self) -> int:
+        """Bytes held by the entries."""
+        return sum(f.stat().st_size for f in self.root.rglob("*.pt") if f.is_file()) if self.root.is_dir() else 0
+
+    def evict(self, keep: Path | None = None) -> int:
+        """Deletes least recently used entries until the cache fits ``max_bytes`` (never ``keep``, the entry just
+        written); returns how many were removed."""
+        if self.max_bytes is None or not self.root.is_dir():
+            return 0
+        entries = []
+        for file in self.root.rglob("*.pt"):
+            try:
+                stat = file.stat()
+            except OSError:  # removed meanwhile by another process
+                continue
+            entries.append((stat.st_mtime_ns, stat.st_size, file))
+        total = sum(size for _, size, _ in entries)
+        removed = 0
+        for _, size, file in sorted(entries, key=lambda e: e[0]):
+            if total <= self.max_bytes:
+                break
+            if keep is not None and file == keep:
+                continue
+            file.unlink(missing_ok=True)
+            total -= size
+            removed += 1
+        if removed:
+            logger.info("stage cache over %d bytes: removed %d least recently used entries", self.max_bytes, removed)
+        return removed
 
     def get_or_compute(self, stage: str, key: str, compute: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
         entry = self.load(stage, key)

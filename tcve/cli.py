@@ -13,7 +13,10 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
+import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -128,17 +131,22 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     overrides = _parse_settings(args.set)
     config = service.config_for(preset, spec, overrides) if overrides else None
     bar, report = progress_bar(not args.quiet)
-    try:
-        result = service.run(args.input, spec, preset, args.start, args.end, args.max_frames, config, report)
-    finally:
-        bar.close()
-    for message in result.messages:  # faces, misses, cuts, which network: the user's business, not stdout's
-        print(f"note: {plain(message)}", file=sys.stderr)
-    copies = [(result.output, args.output), (result.direct, args.direct), (result.side_by_side, args.compare)]
-    for source, target in copies:
-        if target:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+    # Written into a hidden folder near the output (its nearest existing folder), then moved into place: only the
+    # files asked for remain, and nothing at all when the run fails or is stopped (Ctrl-C, SIGTERM).
+    near = next(p for p in Path(args.output).resolve().parents if p.is_dir())  # nothing is created before success
+    with tempfile.TemporaryDirectory(prefix=".tcve-", dir=near) as work:
+        try:
+            result = service.run(args.input, spec, preset, args.start, args.end, args.max_frames, config,
+                                 report, stride=args.stride, max_side=args.max_side, output_dir=work)
+        finally:
+            bar.close()
+        for message in result.messages:  # faces, misses, cuts, which network: the user's business, not stdout's
+            print(f"note: {plain(message)}", file=sys.stderr)
+        copies = [(result.output, args.output), (result.direct, args.direct), (result.side_by_side, args.compare)]
+        for source, target in copies:
+            if target:
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(source, target)
     summary = result.summary()
     summary.update(output=str(args.output), direct=args.direct, side_by_side=args.compare, edit=name)
     if args.metrics:
@@ -199,11 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--domain", choices=("in", "out"), help="in-domain edit or out-of-domain style")
     edit.add_argument("--strength", type=float, help="edit strength (default: the edit's own)")
     edit.add_argument("--preset", default="preview",
-                      help="preview (8 frames, light settings) | fast (official settings with 8 pairs per step and "
-                           "bf16) | paper (the official settings); case does not matter")
+                      help="preview (the default: the first 8 frames only, light settings) | fast (official settings "
+                           "with 8 pairs per step and bf16) | paper (the whole clip up to the 900-frame limit, the "
+                           "official settings); case does not matter. A cut is always said on stderr")
     edit.add_argument("--start", type=float, default=0.0, help="trim: first second")
     edit.add_argument("--end", type=float, help="trim: last second (exclusive)")
     edit.add_argument("--max-frames", type=int, help="frame cap (the preset's cap applies too)")
+    edit.add_argument("--stride", type=int, default=1, help="keep every N-th frame (the output fps is divided by N)")
+    edit.add_argument("--max-side", type=int, help="downscale so the longest side is at most this many pixels")
     edit.add_argument("--set", action="append", default=[], metavar="KEY=N",
                       help="advanced setting, e.g. --set stitch_steps=0 (keys: pti_steps, phase1_epochs, "
                            "phase2_epochs, pairs_per_step, stitch_steps, text_steps, nada_steps)")
@@ -231,14 +242,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: half-written outputs are removed on the way out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # Native libraries' log lines would break into the progress bar; --verbose keeps them.
-    with native_stderr_silenced(not args.verbose):
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                            format="%(levelname)s %(message)s")
-        return _run(args)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
+    try:
+        # Native libraries' log lines would break into the progress bar; --verbose keeps them.
+        with native_stderr_silenced(not args.verbose):
+            logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                                format="%(levelname)s %(message)s")
+            return _run(args)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -8,11 +8,13 @@ crops) and once more while the three output videos are written side by side; onl
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .align import AlignConfig, AlignTransform, align_frames, compute_transforms, detect_and_track, paste_frames
+from .align import (AlignConfig, AlignTransform, align_frames, compute_transforms, detect_and_track, paste_face,
+                    visible_runs)
 from .cache import StageCache, hash_frames
 from .consistency import ConsistencyConfig, run_consistency
 from .edit import EDITS, EditConfig, EditLoaders, EditResult, EditSpec, apply_edit
@@ -58,6 +61,17 @@ class PipelineConfig:
     metrics_size: int = 256  # E_warp / LPIPS are computed on aligned crops resized to this side
     side_by_side_height: int = 512
     write_smoothing_video: bool = False
+    # Where the face is gone (AlignConfig.lost_after), frames pass through unedited; the edited face fades in and
+    # out over this many frames at the borders of those gaps instead of popping (0: hard cut).
+    crossfade_frames: int = 2
+    # Below this PSNR (dB) of the inversion against the aligned input, the face is taken to be outside the models'
+    # domain (the demo pack renders a real face as a cartoon: 12 dB, against 25 dB on its own clip; see
+    # bench/reconstruction_psnr.py), and the user is told so plainly. None: never warn.
+    min_reconstruction_psnr: float | None = 18.0
+    # Repeatable runs: every random draw of a run comes from this seed (the caller's RNG state is restored after),
+    # and PyTorch's deterministic algorithms are used where it has them (warn_only: ops without one still run).
+    seed: int = 0
+    deterministic: bool = True
 
 
 @dataclass
@@ -218,6 +232,65 @@ class PreparedClip:
     inversion: Inversion
     edit: EditResult
     messages: list[str]
+    # [T] bool over the clip's frames: the face is in view. ``inputs``, ``transforms`` and every edit hold the
+    # visible frames only, in order: one latent path with gaps (see ``edit_video``). None: every frame.
+    visible: np.ndarray | None = None
+
+
+def _frame_spans(runs: list[tuple[int, int]], fps: float, start: float) -> str:
+    """'6–11 (0.20–0.44 s), 30 (1.16 s)': frame numbers from 1 as the user counts them, and times in the clip."""
+    parts = []
+    for a, b in runs:
+        frames = f"{a + 1}" if b - a == 1 else f"{a + 1}–{b}"
+        times = (f"{start + a / fps:.2f} s" if b - a == 1 else
+                 f"{start + a / fps:.2f}–{start + (b - 1) / fps:.2f} s")
+        parts.append(f"{frames} ({times})")
+    return ", ".join(parts)
+
+
+def _select(frames: Iterator[np.ndarray], mask: np.ndarray) -> Iterator[np.ndarray]:
+    return (frame for frame, keep in zip(frames, mask) if keep)
+
+
+def fade_weights(visible: np.ndarray, frames: int) -> np.ndarray:
+    """[T] weight of the edited face per frame: 0 where the face is gone, ramping up to 1 over ``frames`` frames
+    next to each gap (the clip's own ends are no gaps), 1 elsewhere."""
+    visible = np.asarray(visible, bool)
+    weights = visible.astype(np.float64)
+    gone = np.flatnonzero(~visible)
+    if frames <= 0 or not len(gone):
+        return weights
+    for t in np.flatnonzero(visible):
+        distance = int(np.abs(gone - t).min())  # 1 next to a gap
+        weights[t] = min(1.0, distance / (frames + 1))
+    return weights
+
+
+def _paste_segments(frames: Iterator[np.ndarray], crops: np.ndarray, transforms: list[AlignTransform],
+                    weights: np.ndarray, config: AlignConfig, masks: list[np.ndarray] | None = None,
+                    soften: bool = True) -> Iterator[np.ndarray]:
+    """Full frames with the edited crops of the visible frames pasted back (through ``masks`` when given), faded by
+    ``weights``; frames without the face are yielded as they are (bit for bit)."""
+    j = 0
+    for frame, weight in zip(frames, weights):
+        if weight <= 0:
+            yield frame
+            continue
+        pasted = paste_face(frame, crops[j], transforms[j], None if masks is None else masks[j], config, soften)
+        j += 1
+        if weight < 1:
+            pasted = np.rint(weight * pasted.astype(np.float32) + (1 - weight) * frame).astype(np.uint8)
+        yield pasted
+
+
+def reconstruction_warning(inversion: Inversion, threshold: float | None, label: str = "") -> str:
+    """A plain warning when the inversion reproduces the input poorly (face outside the models' domain), else ''."""
+    if threshold is None or inversion.metrics is None or not inversion.metrics.psnr < threshold:
+        return ""
+    models = f"the {label}" if label else "these models"
+    return (f"Warning: poor reconstruction (PSNR {inversion.metrics.psnr:.1f} dB against the aligned input, below "
+            f"{threshold:g} dB). This face looks outside the domain of {models}, so the result will not look like "
+            "the person. For real faces use the FFHQ models (--models ffhq, or TCVE_MODELS=ffhq for the app).")
 
 
 def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
@@ -230,12 +303,23 @@ def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
 
     # -- read (probe: limits, fps, audio; frames are streamed) and track the main face
     info = probe(input_path, config.read, config.limits)
+    if info.damaged is not None:
+        decoded, declared = info.damaged
+        messages.append(f"The file is damaged or cut short: it declares {declared} frames but only {decoded} "
+                        f"({decoded / float(info.source_fps):.2f} s) decode; the frames up to the damage are edited.")
     stages.done("read")
     align_cfg = models.crop_config(config.align)
     track = detect_and_track(iter_frames(input_path, config.read), models.detector, align_cfg)
     messages.extend(track.messages)
-    transforms = compute_transforms(track, align_cfg)
-    crops = list(align_frames(iter_frames(input_path, config.read), transforms, align_cfg))
+    visible = track.visible_mask
+    hidden = visible_runs(visible, value=False)
+    if hidden:
+        messages.append(f"Face not visible in frames {_frame_spans(hidden, float(info.fps), info.start)} of "
+                        f"{track.n_frames}: kept as they are.")
+    keep = np.flatnonzero(visible)
+    all_transforms = compute_transforms(track, align_cfg)
+    transforms = [all_transforms[i] for i in keep]
+    crops = list(align_frames(_select(iter_frames(input_path, config.read), visible), transforms, align_cfg))
     inputs = _to_images(crops, device)
     stages.done("align")
 
@@ -253,18 +337,58 @@ def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
         content_hash=hash_frames(np.stack(crops)) if models.cache is not None else None,
         checkpoint_names=models.checkpoint_names, progress=stages.sub("invert"))
     stages.done("invert")
+    warning = reconstruction_warning(inversion, config.min_reconstruction_psnr, models.label)
+    if warning:
+        messages.append(warning)
     edit = apply_edit(spec, inversion.w_plus, inversion.generator, base_generator=models.generator,
                       config=config.edit, loaders=models.edit_loaders, progress=stages.sub("edit"))
     if edit.note:  # says which network realises the edit, and from which model set
         messages.append(f"{edit.note} ({models.label})" if models.label else edit.note)
     stages.done("edit")
-    return PreparedClip(info, align_cfg, list(transforms), inputs, domain, inversion, edit, messages)
+    return PreparedClip(info, align_cfg, list(transforms), inputs, domain, inversion, edit, messages,
+                        None if visible.all() else visible)
+
+
+@contextlib.contextmanager
+def repeatable(seed: int, device: torch.device, deterministic: bool = True) -> Iterator[None]:
+    """Seeds torch (CPU and ``device``), NumPy and ``random`` for the block and restores the caller's states after;
+    turns on PyTorch's deterministic algorithms (and off cuDNN's autotuner) for the block when ``deterministic``."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    was_deterministic, was_benchmark = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(was_deterministic)
+            torch.backends.cudnn.benchmark = was_benchmark
+            np.random.set_state(np_state)
+            random.setstate(py_state)
 
 
 def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, output_dir: str | Path,
                config: PipelineConfig = PipelineConfig(), progress: ProgressFn | None = None,
                cancel: CancelFn | None = None) -> PipelineResult:
-    """Edit the main face of ``input_path`` and write the consistent, direct and side-by-side videos."""
+    """Edit the main face of ``input_path`` and write the consistent, direct and side-by-side videos (seeded by
+    ``config.seed``: the same input and settings give the same videos; see ``_edit_video``)."""
+    with repeatable(config.seed, models.device, config.deterministic):
+        return _edit_video(input_path, spec, models, output_dir, config, progress, cancel)
+
+
+def _edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, output_dir: str | Path,
+                config: PipelineConfig, progress: ProgressFn | None, cancel: CancelFn | None) -> PipelineResult:
+    """Edit the main face of ``input_path`` and write the consistent, direct and side-by-side videos.
+
+    Frames where the face is gone pass through unedited. The visible frames form one latent path with gaps: they
+    are inverted, edited and made consistent together, as if consecutive. One path, rather than one per visible
+    segment, because the consistency losses pair every frame with the clip's anchor (not with its neighbour), so a
+    gap breaks nothing, and the person keeps one look (one tuned generator, one edit) across the whole clip.
+    """
     stages = _Stages(progress, cancel)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -302,6 +426,8 @@ def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, o
         paths["smoothing"] = out / "smoothing.mp4"
     final_frames, direct_frames = images_to_frames(final.detach().cpu()), images_to_frames(direct.detach().cpu())
     smooth_frames = images_to_frames(smoothing.cpu()) if "smoothing" in paths else None
+    visible = clip.visible if clip.visible is not None else np.ones(info.n_frames, bool)
+    weights = fade_weights(visible, config.crossfade_frames)
     writers = {name: VideoWriter(path, info.fps, audio) for name, path in paths.items()}
     report = stages.sub("write")
     try:
@@ -309,10 +435,10 @@ def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, o
         # hold them all, hence one branch per stream actually written).
         branches = itertools.tee(iter_frames(input_path, config.read), 3 + (smooth_frames is not None))
         originals = branches[0]
-        pasted_final = paste_frames(branches[1], final_frames, transforms, masks=final_masks, config=align_cfg,
-                                    soften=False)
-        pasted_direct = paste_frames(branches[2], direct_frames, transforms, config=align_cfg)
-        pasted_smooth = (paste_frames(branches[3], smooth_frames, transforms, config=align_cfg)
+        pasted_final = _paste_segments(branches[1], final_frames, transforms, weights, align_cfg, final_masks,
+                                       soften=False)
+        pasted_direct = _paste_segments(branches[2], direct_frames, transforms, weights, align_cfg)
+        pasted_smooth = (_paste_segments(branches[3], smooth_frames, transforms, weights, align_cfg)
                          if smooth_frames is not None else None)
         for t, (frame, edited, direct_frame) in enumerate(zip(originals, pasted_final, pasted_direct)):
             writers["output"].write(edited)

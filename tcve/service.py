@@ -6,8 +6,10 @@ which in ``banner``. Networks are built
 lazily on first use, once per service (``prepare`` fetches the checkpoints first, reporting progress).
 
 Presets ('Preview', 'Paper settings') resolve per edit domain and model set in ``config_for``, which also applies the
-``SETTINGS`` overrides the app's advanced accordion and the CLI's ``--set`` expose. ``run`` caches results by input
-file, edit and settings; ``measure`` computes the metrics of any video against a reference (``python -m tcve metrics``).
+``SETTINGS`` overrides the app's advanced accordion and the CLI's ``--set`` expose. ``run`` says every cut it makes
+(preset cap, frame cap, frame limit), writes each job into a folder of its own and caches the last results by input
+file, edit and settings (older results' folders are deleted); ``measure`` computes the metrics of any video against a
+reference (``python -m tcve metrics``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from collections import OrderedDict
@@ -33,9 +36,10 @@ from .consistency import ConsistencyConfig
 from .cache import StageCache
 from .edit import (EDITS, EditConfig, EditLoaders, EditSpec, NadaTrainConfig, TextEditConfig, UnknownEdit,
                    edit_availability, source_note)
-from .errors import BadRequest, EditUnavailable, TcveError
+from .errors import BadRequest, EditUnavailable, NoFaceFound, TcveError
 from .invert import InversionConfig, PTIConfig
-from .pipeline import CancelFn, PipelineConfig, PipelineModels, PipelineResult, ProgressFn, edit_video
+from .pipeline import (CancelFn, PipelineConfig, PipelineModels, PipelineResult, ProgressFn, edit_video,
+                       repeatable)
 from .stitch import StitchConfig
 from .video import ReadOptions, VideoLimits, iter_frames, probe, read_video
 
@@ -199,7 +203,8 @@ class Service:
     def models(self) -> PipelineModels:
         with self._lock:
             if self._models is None:
-                self._models = self._build_models()
+                with repeatable(0, self.device):  # random weights (tiny set, random LPIPS backbone) are the same
+                    self._models = self._build_models()  # in every process: runs repeat across processes
             return self._models
 
     def _build_models(self) -> PipelineModels:
@@ -326,56 +331,113 @@ class Service:
 
     # ---------------------------------------------------------------- runs
     def read_options(self, path: str | os.PathLike[str], start: float = 0.0, end: float | None = None,
-                     max_frames: int | None = None) -> ReadOptions:
-        """Trim to [start, end) seconds and cap the number of frames (by shortening the range, never by skipping)."""
-        options = ReadOptions(start=max(0.0, float(start or 0.0)), end=float(end) if end else None)
+                     max_frames: int | None = None, stride: int | None = None,
+                     max_side: int | None = None) -> ReadOptions:
+        """Trim to [start, end) seconds, keep every ``stride``-th frame, downscale to ``max_side`` and cap the number
+        of frames (by shortening the range, never by skipping)."""
+        options = ReadOptions(start=max(0.0, float(start or 0.0)), end=float(end) if end else None,
+                              stride=max(1, int(stride or 1)), max_side=int(max_side) if max_side else None)
         if max_frames:
             info = probe(path, options, limits=None)
             if info.n_frames > max_frames:
                 options = replace(options, end=info.start + max_frames / float(info.fps))
         return options
 
+    @staticmethod
+    def frame_cap(preset: str, max_frames: int | None, limits: VideoLimits) -> tuple[int | None, str]:
+        """The frames a run keeps at most, and why (what the user can change)."""
+        caps = [(max_frames, f"the frame cap you set ({max_frames})"),
+                (PRESETS[preset].max_frames, f"the {preset} preset edits at most {PRESETS[preset].max_frames} "
+                 "frames; choose 'Paper settings' or set a frame cap to edit more"),
+                (limits.max_frames, f"the limit is {limits.max_frames} frames; trim (start/end) or keep every n-th "
+                 "frame (stride) to edit another part")]
+        caps = [(n, why) for n, why in caps if n]
+        return min(caps, key=lambda c: c[0]) if caps else (None, "")
+
+    def cut_message(self, path: str | os.PathLike[str], options: ReadOptions, cap: int | None, why: str) -> str:
+        """'Only the first 8 of 50 frames ... are edited: why', or '' when the clip fits."""
+        if not cap:
+            return ""
+        info = probe(path, options, limits=None)
+        if info.n_frames <= cap:
+            return ""
+        return (f"Only the first {cap} of the {info.n_frames} frames are edited ({info.start:.2f}–"
+                f"{info.start + cap / float(info.fps):.2f} s of {info.start:.2f}–{info.end:.2f} s): {why}.")
+
     def preview_face(self, path: str | os.PathLike[str], options: ReadOptions = ReadOptions()) -> np.ndarray:
-        """The aligned crop of the first frame, as the generator will see it (uint8 HWC)."""
+        """The aligned crop of the first frame that shows a face, as the generator will see it (uint8 HWC).
+
+        Clips often open on something else (a title, an empty room): frames are looked at in order until one has
+        a face. Raises ``NoFaceFound`` when none has."""
         models = self.prepare()
-        first = next(iter_frames(path, options))
         config = models.crop_config()
-        track = detect_and_track([first], models.detector, config)
-        return next(align_frames([first], compute_transforms(track, config), config))
+        seen = 0
+        for frame in iter_frames(path, options):
+            seen += 1
+            try:
+                track = detect_and_track([frame], models.detector, config)
+            except NoFaceFound:
+                continue
+            return next(align_frames([frame], compute_transforms(track, config), config))
+        raise NoFaceFound(f"No face was found in any of the {seen} frames. Use a clip where the face is visible and "
+                          "roughly frontal.")
 
     def run(self, path: str | os.PathLike[str], spec: EditSpec, preset: str = "Preview", start: float = 0.0,
             end: float | None = None, max_frames: int | None = None, config: PipelineConfig | None = None,
-            progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> PipelineResult:
+            progress: ProgressFn | None = None, cancel: CancelFn | None = None, *, stride: int | None = None,
+            max_side: int | None = None, output_dir: str | os.PathLike[str] | None = None) -> PipelineResult:
+        """Edit ``path``; every cut (preset cap, frame cap, limit, damaged tail) is said in ``result.messages``.
+
+        Outputs go to a fresh directory of their own under ``workdir`` (two runs never share one; kept while the
+        result is in the bounded result cache, deleted when it drops out or the run fails), or to ``output_dir``
+        when given (then nothing is cached and nothing else is written)."""
         preset = resolve_preset(preset)
         if spec.name not in EDITS:
             raise UnknownEdit(f"Unknown edit '{spec.name}'. Available edits: {', '.join(EDITS)}.")
         check_trim(start, end)
         self.check_strength(spec.name, spec.strength)
         self.require_edit(spec.name)
-        chosen = PRESETS[preset]
         probe(path, ReadOptions(), limits=None)  # not a video -> a clear error before any model is loaded
         models = self.prepare(progress)
         config = config or self.config_for(preset, spec)
-        cap = min(x for x in (max_frames, chosen.max_frames, config.limits.max_frames) if x) if any(
-            (max_frames, chosen.max_frames, config.limits.max_frames)) else None
-        probe(path, ReadOptions(), limits=VideoLimits(max_frames=None, max_seconds=None,
-                                                      max_side=config.limits.max_side))  # not a video -> clear error
-        options = self.read_options(path, start, end, cap)
+        cap, why = self.frame_cap(preset, max_frames, config.limits)
+        full = self.read_options(path, start, end, None, stride, max_side)
+        probe(path, full, limits=VideoLimits(max_frames=None, max_seconds=None,
+                                             max_side=config.limits.max_side))  # too large -> clear error
+        cut = self.cut_message(path, full, cap, why)
+        options = self.read_options(path, start, end, cap, stride, max_side)
         config = replace(config, read=options)
+        if output_dir is not None:
+            result = edit_video(path, spec, models, output_dir, config, progress, cancel)
+            result.messages[:0] = [cut] if cut else []
+            return result
         key = hashlib.sha256(json.dumps({
             "file": _file_digest(path), "spec": [spec.name, spec.strength, spec.target_text, spec.source_text],
             "config": repr(config), "models": self.model_set,
         }, sort_keys=True).encode()).hexdigest()[:16]
-        cached = self._results.get(key)
-        if cached is not None and cached.output.exists():
-            self._results.move_to_end(key)
-            if progress is not None:
-                progress(1.0, "cached result")
-            return replace(cached, cached=True)
-        result = edit_video(path, spec, models, self.workdir / key, config, progress, cancel)
-        self._results[key] = result
-        while len(self._results) > self._max_cached:
-            self._results.popitem(last=False)
+        with self._lock:
+            cached = self._results.get(key)
+            if cached is not None and cached.output.exists():
+                self._results.move_to_end(key)
+                if progress is not None:
+                    progress(1.0, "cached result")
+                return replace(cached, cached=True)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        job_dir = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=self.workdir))
+        try:
+            result = edit_video(path, spec, models, job_dir, config, progress, cancel)
+        except BaseException:
+            shutil.rmtree(job_dir, ignore_errors=True)  # a failed or cancelled run leaves nothing behind
+            raise
+        result.messages[:0] = [cut] if cut else []
+        with self._lock:
+            twin = self._results.pop(key, None)  # the same job run twice at once: keep one copy
+            if twin is not None and twin.output.parent != job_dir:
+                shutil.rmtree(twin.output.parent, ignore_errors=True)
+            self._results[key] = result
+            while len(self._results) > self._max_cached:
+                _, dropped = self._results.popitem(last=False)
+                shutil.rmtree(dropped.output.parent, ignore_errors=True)
         return result
 
     # ---------------------------------------------------------------- settings the app and the CLI expose

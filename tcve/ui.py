@@ -12,6 +12,7 @@ import math
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ OOM_MESSAGE = ("Out of memory. Retry with fewer frames (lower the frame cap or t
 
 # The parameters of the /edit and /stylize endpoints, in the order of their input components.
 EDIT_PARAMS = ("video", "edit", "text", "source_text", "strength", "preset", "start", "end", "max_frames",
-               "advanced", *(s.key for s in SETTINGS))
+               "stride", "max_side", "advanced", *(s.key for s in SETTINGS))
 
 
 # An absolute path in a message (POSIX, or a Windows drive path): the app shows its last part only.
@@ -217,6 +218,12 @@ class Runner:
         self.service = service
         self._cancel: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        # Cancel while queued: the button's click first records when the job was queued (a step outside the queue,
+        # ``submitted``); a job whose session cancelled after that is dropped when its turn comes.
+        self._submitted: dict[str, deque[float]] = {}
+        self._cancelled_at: dict[str, float] = {}
+        # One run at a time, even when a cancelled run's thread is still finishing its current step.
+        self._device = threading.Lock()
         self._run = on_gpu(self._run_on_device, self._duration)
 
     # ---------------------------------------------------------------- cancel
@@ -224,9 +231,25 @@ class Runner:
         with self._lock:
             return self._cancel.setdefault(key, threading.Event())
 
+    def submitted(self, request: gr.Request) -> None:
+        """Called outside the queue when an edit is queued (before it waits for its turn)."""
+        session = getattr(request, "session_hash", None) or ""
+        with self._lock:
+            self._submitted.setdefault(session, deque()).append(time.monotonic())
+
+    def _dropped(self, session: str) -> bool:
+        """Whether the job starting now was cancelled while it waited in the queue (and forget its queue time)."""
+        with self._lock:
+            queue = self._submitted.get(session)
+            queued_at = queue.popleft() if queue else time.monotonic()
+            return self._cancelled_at.get(session, -math.inf) >= queued_at
+
     def cancel(self, request: gr.Request) -> str:
-        self._event(getattr(request, "session_hash", None) or "").set()
-        return "Cancelling after the current step..."
+        session = getattr(request, "session_hash", None) or ""
+        with self._lock:
+            self._cancelled_at[session] = time.monotonic()
+        self._event(session).set()
+        return "Cancelling: a queued edit is dropped, a running one stops after the current step..."
 
     # ---------------------------------------------------------------- edit
     def _duration(self, path: str, spec: EditSpec, preset: str, start: float, end: float | None,
@@ -235,7 +258,7 @@ class Runner:
 
     def _run_on_device(self, path: str, spec: EditSpec, preset: str, start: float, end: float | None,
                        max_frames: int | None, overrides: dict[str, int] | None, progress: gr.Progress,
-                       session: str) -> PipelineResult:
+                       session: str, stride: int | None = None, max_side: int | None = None) -> PipelineResult:
         # Plain, picklable arguments: on ZeroGPU this runs in a worker process (where cancelling cannot reach it).
         eta = EtaEstimator()
 
@@ -244,7 +267,7 @@ class Runner:
 
         config = self.service.config_for(preset, spec, overrides) if overrides else None
         return self.service.run(path, spec, preset, start, end, max_frames, config, report,
-                                self._event(session).is_set)
+                                self._event(session).is_set, stride=stride, max_side=max_side)
 
     def edit_handler(self, domain: str) -> Callable[..., Any]:
         def edit(values: dict[str, Any], request: gr.Request | None, progress: gr.Progress) -> Iterator[tuple]:
@@ -272,16 +295,21 @@ class Runner:
 
     def _edit(self, domain: str, values: dict[str, Any], request: gr.Request | None,
               progress: gr.Progress) -> Iterator[tuple]:
+        session = getattr(request, "session_hash", None) or ""
+        if self._dropped(session):  # first: every queued job takes its own queue time, whatever fails next
+            raise gr.Error("Cancelled while waiting in the queue: nothing was run.", print_exception=False)
         path = values.get("video")
         if not path:
             raise gr.Error("Upload a video first (or pick an example).")
         spec = self._spec(domain, values)
         start, end = _number(values.get("start"), 0.0) or 0.0, _number(values.get("end")) or None
         cap = int(_number(values.get("max_frames"), 0) or 0) or None
+        stride = int(_number(values.get("stride"), 1) or 1)
+        max_side = int(_number(values.get("max_side"), 0) or 0) or None
         try:
             preset = resolve_preset(values.get("preset"))
             check_trim(start, end)
-            options = self.service.read_options(path, start, end, cap)
+            options = self.service.read_options(path, start, end, cap, stride, max_side)
             probe(path, options, limits=None)  # a trim past the clip's end: the CLI's message, before any work
         except TcveError as exc:
             raise gr.Error(error_message(exc), print_exception=False) from None
@@ -294,7 +322,9 @@ class Runner:
             progress(0.0, desc="detecting and aligning the face")
             face = self.service.preview_face(path, options)
             yield Outputs(face=face, status="Face found and aligned (left). Editing...").values()
-            result = self._run(path, spec, preset, start, end, cap, overrides, progress, session)
+            with self._device:
+                result = self._run(path, spec, preset, start, end, cap, overrides, progress, session, stride,
+                                   max_side)
         except gr.Error:
             raise
         except Cancelled:

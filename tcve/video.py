@@ -68,6 +68,9 @@ class VideoInfo:
     source_fps: Fraction
     variable_frame_rate: bool
     t0: float = 0.0  # container time (s) of the clip's first frame; audio is cut on that clock
+    # The file ends early (damaged or cut-off tail): (frames that decoded, frames the container declares), counted
+    # on the source's frame grid before trim and stride. Reading stops at the damage. None: the file is whole.
+    damaged: tuple[int, int] | None = None
 
     @property
     def duration(self) -> float:
@@ -172,8 +175,30 @@ def _slots(path: str | os.PathLike, decode_pixels: bool, irregular: list[int] | 
                 raise CorruptVideo(f"'{name}' could not be decoded; the file looks damaged ({exc}).") from None
             # A damaged tail is common in real uploads: keep what decoded, say so.
             logger.warning("%s: decoding stopped after %d frames (%s)", path, next_slot, exc)
+            if meta is not None:
+                meta["decode_error"] = True
+        if meta is not None:
+            meta["declared"] = _declared_frames(stream, fps)
     finally:
         container.close()
+
+
+def _declared_frames(stream: av.video.stream.VideoStream, fps: Fraction) -> int | None:
+    """How many frames the container says the stream has (its frame count, else its duration), if it says."""
+    if stream.frames:
+        return int(stream.frames)
+    if stream.duration and stream.time_base:
+        return int(round(float(stream.duration * stream.time_base) * float(fps)))
+    return None
+
+
+def _damage(decoded: int, meta: dict) -> tuple[int, int] | None:
+    """(decoded, declared) when the file ends well before what its container declares, or decoding failed."""
+    declared = meta.get("declared")
+    short = declared is not None and declared - decoded > max(2, 0.05 * declared)
+    if short or meta.get("decode_error"):
+        return decoded, int(declared) if declared is not None else decoded
+    return None
 
 
 def _output_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
@@ -235,14 +260,17 @@ def probe(path: str | os.PathLike, options: ReadOptions = ReadOptions(),
     container_rot = None
     irregular: list[int] = []
     meta: dict = {}
+    read_to_the_end = True
     for slot, _, _ in _slots(path, decode_pixels=False, irregular=irregular, meta=meta):
         last_slot = slot
         if slot < first or (stop is not None and slot >= stop) or (slot - first) % options.stride:
             if stop is not None and slot >= stop:
+                read_to_the_end = False
                 break
             continue
         n += 1
         if hard_cap is not None and n > hard_cap:
+            read_to_the_end = False
             break
     if n == 0:
         if last_slot < 0:
@@ -261,6 +289,7 @@ def probe(path: str | os.PathLike, options: ReadOptions = ReadOptions(),
         path=str(path), width=out_w, height=out_h, fps=out_fps, n_frames=n, rotation=rotation,
         start=first / float(fps), has_audio=has_audio, source_width=src_w, source_height=src_h, source_fps=fps,
         variable_frame_rate=vfr or bool(irregular), t0=float(meta.get("t0", 0.0)),
+        damaged=_damage(last_slot + 1, meta) if read_to_the_end else None,
     )
     if limits is not None:
         _check_limits(info, limits, hard_cap, name)
@@ -268,7 +297,8 @@ def probe(path: str | os.PathLike, options: ReadOptions = ReadOptions(),
 
 
 def _check_limits(info: VideoInfo, limits: VideoLimits, hard_cap: int | None, name: str) -> None:
-    hint = "Trim it (start/end time) or read every n-th frame (stride)"
+    hint = ("Trim it (start/end time: --start/--end, or the app's trim fields) or keep every n-th frame (stride: "
+            "--stride, or the app's 'frame stride')")
     if limits.max_frames is not None and info.n_frames > limits.max_frames:
         raise VideoTooLong(f"'{name}' has more than {limits.max_frames} frames at {float(info.fps):.3f} fps "
                            f"(the limit). {hint}.")
@@ -277,7 +307,7 @@ def _check_limits(info: VideoInfo, limits: VideoLimits, hard_cap: int | None, na
     if limits.max_side is not None and max(info.width, info.height) > limits.max_side:
         raise VideoTooLarge(
             f"'{name}' is {info.width}x{info.height}, larger than the {limits.max_side} px limit on the longest side. "
-            f"Downscale it (max_side={limits.max_side})."
+            f"Downscale it (max_side={limits.max_side}: --max-side {limits.max_side}, or the app's 'downscale to')."
         )
 
 
