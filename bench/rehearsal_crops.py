@@ -96,8 +96,11 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+STAGES = ("invert", "edit", "consistency", "stitch")
+
+
 def rehearse_from_crops(root: Path, frames: int, preset: str, steps: int, device: str,
-                        kinds: Sequence[str] = TORCH_ONLY_KINDS) -> list[Row]:
+                        kinds: Sequence[str] = TORCH_ONLY_KINDS, stages: Sequence[str] = STAGES) -> list[Row]:
     from tcve import checkpoints, rehearsal
     from tcve.rehearsal import layouts
 
@@ -135,6 +138,8 @@ def rehearse_from_crops(root: Path, frames: int, preset: str, steps: int, device
                 domain = EDITS[name].domain
 
                 def stage(label: str, fn):
+                    meter.rss.pop(label, None)  # peaks per kind, not across kinds
+                    meter.cuda.pop(label, None)
                     meter.enter(label)
                     start = time.perf_counter()
                     value = fn()
@@ -150,10 +155,12 @@ def rehearse_from_crops(root: Path, frames: int, preset: str, steps: int, device
                 inversion = inversions[domain]
                 edit = stage("edit", lambda: apply_edit(EditSpec(name), inversion.w_plus, inversion.generator,
                                                         base_generator=generator, config=edit_cfg))
+                if "consistency" not in stages:
+                    continue
                 ccfg = _consistency(domain, name, generator.size, epochs, pairs)
                 result = stage("consistency", lambda: run_consistency(edit.generator, edit.w_plus, inputs, flow, lpips,
                                                                       ccfg, mapper=edit.mapper))
-                if domain == "in":
+                if domain == "in" and "stitch" in stages:
                     images = result.images if result.images is not None else render(result.generator, result.latents)
                     stage("stitch", lambda: stitch_tune(result.generator, result.latents, inputs, stitch_cfg,
                                                         edited=images))
@@ -168,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=0, help="steps / epochs per stage (0: the preset's own)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--edits", default=",".join(TORCH_ONLY_KINDS))
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help="invert,edit[,consistency[,stitch]] (fewer: a quicker smoke run)")
     args = parser.parse_args(argv)
     kinds = [k.strip() for k in args.edits.split(",") if k.strip() in TORCH_ONLY_KINDS]
     skipped = [k.strip() for k in args.edits.split(",") if k.strip() and k.strip() not in TORCH_ONLY_KINDS]
@@ -175,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"skipped (need open_clip): {', '.join(skipped)}")
     preset = {"Paper settings": "paper", "Preview": "preview"}.get(args.preset, args.preset.lower())
     t = time.perf_counter()
-    rows = rehearse_from_crops(args.root, args.frames, preset, args.steps, args.device, kinds)
+    stages = [x.strip() for x in args.stages.split(",") if x.strip()]
+    rows = rehearse_from_crops(args.root, args.frames, preset, args.steps, args.device, kinds, stages)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else "CPU"
     print_table(rows, f"Rehearsal from crops ({device}, {args.frames} frames at 1024, preset {preset}, "
                       f"steps {args.steps or 'preset'}; total {time.perf_counter() - t:.0f} s). Command: "
