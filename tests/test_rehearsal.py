@@ -317,3 +317,14 @@ def test_from_crops_rehearsal_needs_only_torch_packages(cache: rehearsal.Rehears
     # invert (e4e + one PTI pass at 1024) and the edit ran; consistency and stitching run in the Service test
     table = [line for line in done.stdout.splitlines() if line.startswith("| smile |")]
     assert [line.split("|")[2].strip() for line in table] == ["invert", "edit"]
+
+
+def test_gradio_leg_of_the_bench_runs_an_edit_through_the_api(tmp_path: Path) -> None:
+    """``bench.rehearsal.run_gradio`` (launch, gradio_client call, close), here on the tiny models."""
+    pytest.importorskip("gradio")
+    from bench.rehearsal import run_gradio
+    from tcve.service import Service
+
+    row = run_gradio(Service("tiny", device="cpu", workdir=tmp_path), ROOT / "examples" / "astronaut.mp4",
+                     frames=2, steps=1)
+    assert row.stage == "Gradio API /edit" and row.seconds > 0 and row.note
