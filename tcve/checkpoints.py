@@ -4,19 +4,31 @@ Where each file lives was established from public code that downloads it (see ``
 entries without a Hub copy (``repo_id=None`` and no ``url``) can only be provided locally.
 
 ``fetch(name)`` looks, in order, at an explicit path, ``$TCVE_CHECKPOINT_DIR`` (the registry filename's base
-name, or its full relative path, inside that folder), the Hugging Face cache / Hub (``HF_HUB_OFFLINE`` honoured),
-and for torchvision-hosted weights torch.hub's cache / URL. Every failure becomes one ``CheckpointUnavailable``
-naming the checkpoint, its repository and how to provide the file; a known sha256 is verified once per file.
+name, or its full relative path, inside that folder), the Hugging Face cache / Hub through ``hf_hub_download``
+(offline, ``HF_HUB_OFFLINE=1``, it serves the cache: ``refs/<revision>`` -> ``snapshots/<commit>/<file>``), and
+for torchvision-hosted weights torch.hub's cache (``$TORCH_HOME/hub/checkpoints``) / URL. The cache folders are read
+from the environment at call time (``HF_HUB_CACHE``, else ``$HF_HOME/hub``), not when ``huggingface_hub`` was
+imported. Every failure becomes one ``CheckpointUnavailable`` naming the checkpoint, its repository and how to
+provide the file; a known sha256 / size is verified once per file.
+
+``$TCVE_CHECKPOINT_MANIFEST`` names a JSON file ``{registry name: {"sha256": ..., "size": ...}}`` whose values
+replace the registry's for the names it lists: for private mirrors holding re-saved files, and for rehearsals with
+random weights (``tcve.rehearsal`` writes one). Files are still verified, against the manifest's values.
+``load(name, loader)`` fetches and loads in one step, so that a file the loader cannot read is reported with the
+checkpoint's name and repository.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .errors import CheckpointFormatError, CheckpointUnavailable
 
@@ -24,6 +36,8 @@ log = logging.getLogger(__name__)
 
 ENV_CHECKPOINT_DIR = "TCVE_CHECKPOINT_DIR"
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.[A-Za-z]+$")
+ENV_CHECKPOINT_MANIFEST = "TCVE_CHECKPOINT_MANIFEST"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -263,25 +277,53 @@ def _sha256(path: Path) -> str:
 _VERIFIED: set[tuple] = set()
 
 
+def _manifest() -> dict[str, dict[str, Any]]:
+    """The ``$TCVE_CHECKPOINT_MANIFEST`` overrides (empty when unset); a bad manifest is a clear error."""
+    path = os.environ.get(ENV_CHECKPOINT_MANIFEST)
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointFormatError(f"Cannot read the checkpoint manifest {path} (${ENV_CHECKPOINT_MANIFEST}): "
+                                    f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise CheckpointFormatError(f"The checkpoint manifest {path} must map registry names to "
+                                    '{"sha256": ..., "size": ...} objects.')
+    return data
+
+
+def expected(ckpt: Checkpoint) -> Checkpoint:
+    """``ckpt`` with the sha256 / size a file must have: the manifest's values where it lists the name."""
+    override = _manifest().get(ckpt.name)
+    if override is None:
+        return ckpt
+    return replace(ckpt, sha256=override.get("sha256"), size=override.get("size"))
+
+
 def verify(ckpt: Checkpoint, path: Path) -> Path:
-    """Check size and sha256 (or the file name's hash prefix) where the registry knows them; ``fetch`` calls it on
-    every path it returns. A file that passed is not hashed again while its size and mtime stay the same."""
+    """Check size and sha256 (or the file name's hash prefix) where the registry (or ``$TCVE_CHECKPOINT_MANIFEST``)
+    knows them; ``fetch`` calls it on every path it returns. A file that passed is not hashed again while its size
+    and mtime stay the same."""
+    published, ckpt = ckpt, expected(ckpt)
+    prefix = ckpt.sha256_prefix if ckpt is published else None  # a manifest's values replace the name's prefix too
     stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime, ckpt.size, ckpt.sha256, ckpt.sha256_prefix)
+    key = (str(path), stat.st_size, stat.st_mtime, ckpt.size, ckpt.sha256, prefix)
     if key in _VERIFIED:
         return path
+    where = ckpt.location
     if ckpt.size is not None and stat.st_size != ckpt.size:
         raise CheckpointFormatError(
-            f"Checkpoint '{ckpt.name}' ({path.name}) has {stat.st_size} bytes, expected {ckpt.size}: "
+            f"Checkpoint '{ckpt.name}' ({where}, file {path.name}) has {stat.st_size} bytes, expected {ckpt.size}: "
             "the file is truncated or a different file. Delete it and fetch it again."
         )
-    expected = ckpt.sha256 or ckpt.sha256_prefix
-    if expected is not None:
+    want = ckpt.sha256 or prefix
+    if want is not None:
         actual = _sha256(path)
-        if not actual.startswith(expected):
+        if not actual.startswith(want):
             raise CheckpointFormatError(
-                f"Checkpoint '{ckpt.name}' ({path.name}) has sha256 {actual}, expected "
-                f"{expected if ckpt.sha256 else expected + '...'}: a different or damaged file. Delete it and fetch "
+                f"Checkpoint '{ckpt.name}' ({where}, file {path.name}) has sha256 {actual}, expected "
+                f"{want if ckpt.sha256 else want + '...'}: a different or damaged file. Delete it and fetch "
                 "it again."
             )
     _VERIFIED.add(key)
@@ -294,6 +336,15 @@ def is_cached(name: str) -> bool:
     return _find_local(ckpt) is not None
 
 
+def hub_cache_dir() -> Path:
+    """The Hugging Face cache folder as ``huggingface_hub`` would pick it now: ``HF_HUB_CACHE``, else
+    ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub`` (read at call time, so a changed environment counts)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
 def _find_local(ckpt: Checkpoint) -> Path | None:
     for candidate in _local_candidates(ckpt):
         if candidate.is_file():
@@ -302,7 +353,8 @@ def _find_local(ckpt: Checkpoint) -> Path | None:
         try:
             from huggingface_hub import try_to_load_from_cache
 
-            cached = try_to_load_from_cache(ckpt.repo_id, ckpt.filename, revision=ckpt.revision, repo_type=ckpt.repo_type)
+            cached = try_to_load_from_cache(ckpt.repo_id, ckpt.filename, cache_dir=str(hub_cache_dir()),
+                                            revision=ckpt.revision, repo_type=ckpt.repo_type)
             if isinstance(cached, str):
                 return Path(cached)
         except Exception:  # a malformed cache is the same as no cache here
@@ -320,10 +372,19 @@ def _torch_hub_dir() -> str:
     return torch.hub.get_dir()
 
 
+def _hub_download(ckpt: Checkpoint, offline: bool) -> Path:
+    """``hf_hub_download`` into the call-time cache; offline it only resolves ``refs`` -> snapshot in the cache."""
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(ckpt.repo_id, ckpt.filename, revision=ckpt.revision, repo_type=ckpt.repo_type,
+                                cache_dir=str(hub_cache_dir()), local_files_only=offline))
+
+
 def fetch(name: str, local_path: str | os.PathLike[str] | None = None) -> Path:
     """The local path of checkpoint ``name``, downloading it if needed and allowed.
 
-    Raises ``CheckpointUnavailable`` (with how to provide the file) when it can be neither found nor downloaded.
+    Raises ``CheckpointUnavailable`` (with how to provide the file) when it can be neither found nor downloaded,
+    ``CheckpointFormatError`` when the file found fails its size / sha256 check.
     """
     ckpt = get(name)
     if local_path is not None:
@@ -331,35 +392,58 @@ def fetch(name: str, local_path: str | os.PathLike[str] | None = None) -> Path:
         if not path.is_file():
             raise CheckpointUnavailable(name, ckpt.repo_id, ckpt.filename, f"no file at {path}")
         return verify(ckpt, path)
-    found = _find_local(ckpt)
-    if found is not None:
-        return verify(ckpt, found)
-    if _offline():
-        raise CheckpointUnavailable(name, ckpt.repo_id, ckpt.filename, "offline (HF_HUB_OFFLINE is set) and not cached")
+    for candidate in _local_candidates(ckpt):
+        if candidate.is_file():
+            return verify(ckpt, candidate)
+    offline = _offline()
     errors: list[str] = []
     if ckpt.repo_id:
         try:
-            from huggingface_hub import hf_hub_download
-
-            log.info("downloading %s from the Hugging Face Hub (%s)", ckpt.name, ckpt.location)
-            path = Path(hf_hub_download(ckpt.repo_id, ckpt.filename, revision=ckpt.revision, repo_type=ckpt.repo_type))
-            return verify(ckpt, path)
+            if not offline:
+                log.info("fetching %s from the Hugging Face Hub (%s)", ckpt.name, ckpt.location)
+            return verify(ckpt, _hub_download(ckpt, offline))
         except CheckpointFormatError:
             raise
-        except Exception as exc:  # network, auth, missing file: all the same to the user
-            errors.append(f"Hub: {type(exc).__name__}")
+        except Exception as exc:  # network, auth, missing file, broken cache entry: all the same to the user
+            errors.append(f"Hub: {type(exc).__name__}" + (" (not in the cache)" if offline else ""))
     if ckpt.url:
-        try:
-            import torch
-
-            target = Path(_torch_hub_dir()) / "checkpoints" / ckpt.filename
-            target.parent.mkdir(parents=True, exist_ok=True)
-            log.info("downloading %s from %s", ckpt.name, ckpt.url)
-            torch.hub.download_url_to_file(ckpt.url, str(target), progress=False)
+        target = Path(_torch_hub_dir()) / "checkpoints" / ckpt.filename
+        if target.is_file():
             return verify(ckpt, target)
-        except CheckpointFormatError:
-            raise
-        except Exception as exc:
-            errors.append(f"URL: {type(exc).__name__}")
+        if not offline:
+            try:
+                import torch
+
+                target.parent.mkdir(parents=True, exist_ok=True)
+                log.info("downloading %s from %s", ckpt.name, ckpt.url)
+                torch.hub.download_url_to_file(ckpt.url, str(target), progress=False)
+                return verify(ckpt, target)
+            except CheckpointFormatError:
+                raise
+            except Exception as exc:
+                errors.append(f"URL: {type(exc).__name__}")
+        else:
+            errors.append(f"not in torch.hub's cache ({target.parent})")
+    if offline:
+        errors.insert(0, "offline (HF_HUB_OFFLINE is set) and not cached")
     reason = "; ".join(errors) if errors else "it has no public download location"
     raise CheckpointUnavailable(name, ckpt.repo_id, ckpt.filename, reason)
+
+
+def load(name: str, loader: Callable[[Path], T], local_path: str | os.PathLike[str] | None = None) -> T:
+    """``loader(fetch(name))``, with any failure to read the file reported as one ``CheckpointFormatError`` that
+    names the checkpoint, its repository and the file (loaders deep inside libraries raise all kinds of errors)."""
+    path = fetch(name, local_path)
+    try:
+        return loader(path)
+    except CheckpointUnavailable:
+        raise
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        ckpt = get(name)
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise CheckpointFormatError(
+            f"Checkpoint '{name}' ({ckpt.location}) at {path} cannot be loaded: {type(exc).__name__}: {detail}. "
+            "It is truncated, damaged or not in the published layout; delete it and fetch it again."
+        ) from exc

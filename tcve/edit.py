@@ -316,19 +316,22 @@ class EditConfig:
 def _default_load_mapper(name: str) -> nn.Module:
     from .models import load_mapper
 
-    return load_mapper(checkpoints.fetch(name))
+    return checkpoints.load(name, load_mapper)
 
 
 def _default_load_generator(name: str) -> nn.Module:
     from .models import load_generator
 
-    return load_generator(checkpoints.fetch(name))
+    return checkpoints.load(name, load_generator)
 
 
 def load_direction(name: str, key: str | None = None) -> torch.Tensor:
     """A W [D] or W+ [n_latent, D] direction from the registry (``npy`` boundaries or a dict file + key)."""
     ckpt = checkpoints.get(name)
-    path = checkpoints.fetch(name)
+    return checkpoints.load(name, lambda path: _read_direction(ckpt, path, key))
+
+
+def _read_direction(ckpt: checkpoints.Checkpoint, path: Any, key: str | None) -> torch.Tensor:
     if ckpt.format == "npy" or str(path).endswith(".npy"):
         arr = np.load(path, allow_pickle=False)
         direction = torch.from_numpy(np.asarray(arr, dtype=np.float32))

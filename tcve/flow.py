@@ -242,5 +242,7 @@ def load_flow_estimator(name: str = "raft-large", *, weights: str | os.PathLike[
     if weights is None:
         from . import checkpoints  # lazy: the registry module is optional at import time
 
-        weights = checkpoints.fetch(checkpoint or name)
+        # load() names the checkpoint and its location when the file cannot be read or does not fit RAFT
+        return checkpoints.load(checkpoint or name,
+                                lambda path: RaftFlow(_RAFT_NAMES[name], weights=path, iters=iters)).to(device)
     return RaftFlow(_RAFT_NAMES[name], weights=weights, iters=iters).to(device)

@@ -234,10 +234,10 @@ class Service:
         from .flow import load_flow_estimator
         from .models import load_encoder, load_generator
 
-        generator = load_generator(checkpoints.fetch("stylegan2-ffhq-1024")).to(self.device)
-        encoder = load_encoder(checkpoints.fetch("e4e-ffhq")).to(self.device)
+        generator = checkpoints.load("stylegan2-ffhq-1024", load_generator).to(self.device)
+        encoder = checkpoints.load("e4e-ffhq", load_encoder).to(self.device)
         # ReStyle has no public Hub copy: used for out-of-domain edits when provided locally.
-        encoder_out = (load_encoder(checkpoints.fetch("restyle-psp-ffhq")).to(self.device)
+        encoder_out = (checkpoints.load("restyle-psp-ffhq", load_encoder).to(self.device)
                        if checkpoints.is_cached("restyle-psp-ffhq") else None)
         return PipelineModels(
             generator=generator, encoder=encoder, lpips=SpatialLPIPS("alex").to(self.device),

@@ -116,20 +116,24 @@ def load_clip(name_or_path: str | os.PathLike[str] = "clip-vit-b-32", model_name
 
     from . import checkpoints
 
-    path = checkpoints.fetch(str(name_or_path)) if str(name_or_path) in checkpoints.REGISTRY else name_or_path
-    # OpenAI's weights were trained with QuickGELU; open_clip only sets it itself when it loads the 'openai' tag.
-    model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=True)
-    state = _read_state(path)
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("attn_mask")]
-    if missing or unexpected:
-        raise CheckpointFormatError(
-            f"CLIP weights at {path} do not match open_clip {model_name} (missing {missing[:4]}, unexpected "
-            f"{unexpected[:4]}).")
-    image_size = model.visual.image_size
-    image_size = image_size[0] if isinstance(image_size, (tuple, list)) else image_size
-    return OpenClipEmbedder(model, open_clip.get_tokenizer(model_name), image_size).to(device)
+    def build(path: str | os.PathLike[str]) -> OpenClipEmbedder:
+        # OpenAI's weights were trained with QuickGELU; open_clip only sets it itself when it loads the 'openai' tag.
+        model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=True)
+        state = _read_state(path)
+        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.endswith("attn_mask")]
+        if missing or unexpected:
+            raise CheckpointFormatError(
+                f"CLIP weights at {path} do not match open_clip {model_name} (missing {missing[:4]}, unexpected "
+                f"{unexpected[:4]}).")
+        image_size = model.visual.image_size
+        image_size = image_size[0] if isinstance(image_size, (tuple, list)) else image_size
+        return OpenClipEmbedder(model, open_clip.get_tokenizer(model_name), image_size).to(device)
+
+    if str(name_or_path) in checkpoints.REGISTRY:  # load() names the checkpoint when its file cannot be used
+        return checkpoints.load(str(name_or_path), build)
+    return build(name_or_path)
 
 
 def _read_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
