@@ -278,7 +278,7 @@ class EditedClip:
 
     final: np.ndarray  # consistent (stitched) crops [T,S,S,3] uint8
     direct: np.ndarray  # per-frame edit crops
-    smoothing: np.ndarray | None  # latent-smoothing baseline crops (None: not computed)
+    smoothing: np.ndarray | None  # latent-smoothing baseline crops (None: not computed or no video wanted)
     metrics: dict[str, Any]
     curves: dict[str, list[float]]
     xt: dict[str, np.ndarray]
@@ -327,8 +327,9 @@ def edit_aligned(input_path: str | Path, aligned: AlignedClip, spec: EditSpec, m
         metrics["inversion"] = {k: float(v) for k, v in asdict(inversion.metrics).items()
                                 if isinstance(v, (int, float))}
     stages.done("metrics")
+    keep_smoothing = smoothing is not None and config.write_smoothing_video  # frames only when a video is written
     return EditedClip(images_to_frames(final.detach().cpu()), images_to_frames(direct.detach().cpu()),
-                      images_to_frames(smoothing.cpu()) if smoothing is not None else None, metrics, curves, xt,
+                      images_to_frames(smoothing.cpu()) if keep_smoothing else None, metrics, curves, xt,
                       clip.messages, dict(stages.seconds), edit.note)
 
 

@@ -134,9 +134,11 @@ class GpuEstimate:
     seconds: int
     per_frame: float
     frames: int
+    margin: float
 
     def describe(self) -> str:
-        return ", ".join(f"{k} {v:.0f} s" for k, v in self.stages.items() if v >= 0.5)
+        parts = ", ".join(f"{k} {v:.0f} s" for k, v in self.stages.items() if v >= 0.5)
+        return f"{parts}, plus {100 * (self.margin - 1):.0f}% margin"
 
 
 class JobTooLong(TcveError):
@@ -177,7 +179,7 @@ def estimate_gpu(config: PipelineConfig, n_frames: int, size: int, domain: str, 
     stages["stitching"] = per_frame["stitching"] * frames
     stages["per-frame work"] = per_frame["per-frame work"] * frames
     seconds = int(-(-sum(stages.values()) * costs.margin // 1))
-    return GpuEstimate(stages, seconds, sum(per_frame.values()) * costs.margin, frames)
+    return GpuEstimate(stages, seconds, sum(per_frame.values()) * costs.margin, frames, costs.margin)
 
 
 def check_fits(estimate: GpuEstimate, limits: ZeroGPULimits) -> None:

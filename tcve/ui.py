@@ -159,11 +159,13 @@ class Runner:
 
     @staticmethod
     def _reporter(progress: gr.Progress) -> Callable[[float, str], None]:
-        t0 = time.perf_counter()
+        t0, first = time.perf_counter(), []
 
         def report(fraction: float, message: str) -> None:
-            elapsed = time.perf_counter() - t0
-            eta = f", about {elapsed / fraction * (1 - fraction):.0f} s left" if 0.05 < fraction < 1 else ""
+            # the rate since this reporter's first report: a GPU call's reporter starts where the CPU part ended
+            first.append(fraction) if not first else None
+            done, elapsed = fraction - first[0], time.perf_counter() - t0
+            eta = f", about {elapsed / done * (1 - fraction):.0f} s left" if done > 0.05 and fraction < 1 else ""
             progress(fraction, desc=f"{message}{eta}")
 
         return report
