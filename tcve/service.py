@@ -439,6 +439,9 @@ class Service:
                                                       max_side=config.limits.max_side))  # too large -> clear error
         options = self.read_options(path, start, end, cap)
         config = replace(config, read=options)
+        if self.zerogpu and config.consistency is not None and config.consistency.compile:
+            # ZeroGPU does not support torch.compile (it offers ahead-of-time compilation instead): run eager
+            config = replace(config, consistency=replace(config.consistency, compile=False))
         key = hashlib.sha256(json.dumps({
             "file": _file_digest(path), "spec": [spec.name, spec.strength, spec.target_text, spec.source_text],
             "config": repr(config), "models": self.model_set,
@@ -560,6 +563,17 @@ class Service:
                        nada=replace(config.edit.nada, steps=values["nada_steps"]))
         return replace(config, inversion=inversion, consistency=cons, stitch=stitch, edit=edit,
                        run_consistency=values["phase1_epochs"] > 0 or values["phase2_epochs"] > 0)
+
+    def estimate_seconds(self, preset: str, n_frames: int | None = None, spec: EditSpec = EditSpec("angry")) -> int:
+        """The ``@spaces.GPU`` duration ``plan`` would request for ``n_frames`` frames of edit ``spec`` with
+        ``preset`` (default: the preset's frame cap, else 150), from the cost model (``GpuCosts``)."""
+        chosen = PRESETS[preset]
+        frames = n_frames or chosen.max_frames or 150
+        if chosen.max_frames:
+            frames = min(frames, chosen.max_frames)
+        entry = EDITS[spec.name]
+        return estimate_gpu(self.config_for(preset, spec), frames, int(self.models().generator.size), entry.domain,
+                            entry.kind, self.costs).seconds
 
     # ---------------------------------------------------------------- networks, with progress on first use
     def prepare(self, progress: ProgressFn | None = None) -> PipelineModels:

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -203,6 +204,15 @@ def test_zerogpu_landmarks_are_built_for_the_cpu(fake_spaces, monkeypatch: pytes
     assert seen == [("auto", {"device": "cpu"}), ("auto", {})]
 
 
+def test_torch_compile_is_turned_off_on_zerogpu(tmp_path: Path) -> None:
+    for zerogpu, expected in ((True, False), (False, True)):
+        service = Service("tiny", device="cpu", workdir=tmp_path, zerogpu=zerogpu)
+        config = service.config_for("Preview", EditSpec("angry"))
+        config = replace(config, consistency=replace(config.consistency, compile=True))
+        plan = service.plan(str(CLIP), EditSpec("angry"), "Preview", max_frames=2, config=config)
+        assert plan.config.consistency.compile is expected
+
+
 def test_duration_comes_from_the_cost_model() -> None:
     costs = GpuCosts()
     config = Service("tiny", device="cpu").config_for("Paper settings", EditSpec("angry"))
@@ -215,12 +225,15 @@ def test_duration_comes_from_the_cost_model() -> None:
     assert est.stages == pytest.approx(stages)
     assert est.seconds == math.ceil(sum(stages.values()) * costs.margin)
     # halving the PTI passes removes half of the PTI term; a 64 px generator costs (64/1024)^2 of the work
-    fewer = estimate_gpu(config.__class__(**{**config.__dict__, "inversion": config.inversion.__class__(
-        **{**config.inversion.__dict__, "pti": config.inversion.pti.__class__(
-            **{**config.inversion.pti.__dict__, "steps": 100})})}), 150, 1024, "in", "mapper", costs)
+    halved = replace(config, inversion=replace(config.inversion, pti=replace(config.inversion.pti, steps=100)))
+    fewer = estimate_gpu(halved, 150, 1024, "in", "mapper", costs)
     assert fewer.stages["PTI"] == pytest.approx(stages["PTI"] / 2)
     small = estimate_gpu(config, 150, 64, "in", "mapper", costs)
     assert small.stages["PTI"] == pytest.approx(stages["PTI"] / 256)
+    # what the service reports for a preset (the rehearsal prints it) is the same model at the generator's size
+    service = Service("tiny", device="cpu")
+    assert service.estimate_seconds("Paper settings", 150) == estimate_gpu(
+        config, 150, int(service.models().generator.size), "in", "mapper", costs).seconds
     # out-of-domain: no PTI and no stitching
     out = estimate_gpu(config, 150, 1024, "out", "nada", costs)
     assert out.stages["PTI"] == 0 and out.stages["stitching"] == 0
