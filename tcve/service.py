@@ -595,23 +595,17 @@ class Service:
         GPU call: its first source that is cached or can be fetched (the edit itself picks the same one)."""
         if self.model_set != "ffhq" or spec.name not in EDITS:
             return
-        needed = [s.checkpoint for s in EDITS[spec.name].sources]
-        if EDITS[spec.name].kind == "text-nada":
-            needed.append("clip-vit-b-32")
-        done: set[str] = set()
-        for name in needed:
-            if name in done or name not in checkpoints.REGISTRY:
+        for name in (s.checkpoint for s in EDITS[spec.name].sources):  # free text: CLIP
+            if name not in checkpoints.REGISTRY:
                 continue
             if progress is not None:
                 state = "cached" if checkpoints.is_cached(name) else "downloading"
                 progress(0.0, f"checkpoints: {name} ({state})")
             try:
                 checkpoints.fetch(name)
+                return
             except CheckpointUnavailable:
-                continue  # the next source of the edit may be available; the edit reports it if none is
-            done.add(name)
-            if name != "clip-vit-b-32":
-                break
+                continue  # the next source of the edit may be available; the edit says so if none is
 
     # ---------------------------------------------------------------- what the Compare view shows
     @staticmethod

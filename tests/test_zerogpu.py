@@ -162,6 +162,10 @@ def test_zerogpu_run_goes_through_one_gpu_call_and_the_preview_stays_on_the_cpu(
     assert service.zerogpu and service.device.type == "cuda"
     assert app.startup(service) is service and service.loaded  # networks built at start-up, before launch
     assert next(service.models().generator.parameters()).device.type == "cpu"  # placement faked on this machine
+    fetched_before_gpu_calls = []
+    fetch = service.fetch_edit_checkpoints
+    monkeypatch.setattr(service, "fetch_edit_checkpoints",
+                        lambda *a, **k: fetched_before_gpu_calls.append(len(fake_spaces.calls)) or fetch(*a, **k))
     runner = ui.Runner(service)
     counter = CudaCounter(monkeypatch)
     seen_at_preview: dict = {}
@@ -182,8 +186,37 @@ def test_zerogpu_run_goes_through_one_gpu_call_and_the_preview_stays_on_the_cpu(
                         service.config_for("Preview", EditSpec("angry"), {k: v for k, v in LIGHT.items()
                                                                           if k != "advanced"}))
     assert call["duration"] == plan.estimate.seconds
+    assert fetched_before_gpu_calls == [0]  # the edit's checkpoints are fetched before the GPU call opens
     face, edited, direct, side, files, table, curves, xt, metrics, status = outputs[-1]
     assert Path(edited).exists() and "4 frames" in status
+
+
+def test_edit_checkpoints_are_fetched_with_progress_outside_the_gpu_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tcve import checkpoints
+    from tcve.errors import CheckpointUnavailable
+
+    fetched, messages = [], []
+
+    def fake_fetch(name):
+        fetched.append(name)
+        if name == "mapper-eyeglasses":  # not hosted: the edit's next source is fetched instead
+            raise CheckpointUnavailable(name, None, name)
+        return name
+
+    monkeypatch.setattr(checkpoints, "fetch", fake_fetch)
+    monkeypatch.setattr(checkpoints, "is_cached", lambda name: False)
+    service = Service("ffhq", device="cpu", zerogpu=True)
+    service.fetch_edit_checkpoints(EditSpec("eyeglasses"), lambda f, m: messages.append(m))
+    assert fetched == ["mapper-eyeglasses", "interfacegan-eyeglasses"]
+    assert messages[-1] == "checkpoints: interfacegan-eyeglasses (downloading)"
+    fetched.clear()
+    service.fetch_edit_checkpoints(EditSpec("text style", target_text="oil painting"), None)
+    assert "clip-vit-b-32" in fetched  # CLIP (605 MB) too, before the call
+
+
+def test_networks_load_at_start_up_only_on_zerogpu() -> None:
+    assert not app.startup(Service("tiny", device="cpu", zerogpu=False)).loaded  # lazily, with progress, elsewhere
+    assert app.startup(Service("tiny", device="cpu", zerogpu=True)).loaded
 
 
 def test_preview_face_never_calls_the_gpu_function_nor_cuda(fake_spaces, tmp_path: Path,
