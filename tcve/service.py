@@ -447,7 +447,7 @@ class Service:
             "config": repr(config), "models": self.model_set,
         }, sort_keys=True).encode()).hexdigest()[:16]
         domain = EDITS[spec.name].domain
-        n_frames = probe(path, options, limits=None).n_frames
+        n_frames = probe(path, options, config.limits).n_frames  # over the clip limits: that error, now
         estimate = estimate_gpu(config, n_frames, int(self.models().generator.size), domain, EDITS[spec.name].kind,
                                 self.costs)
         if self.zerogpu:
