@@ -1,15 +1,23 @@
 """tcve's Gradio app. UI wiring only: the work lives in tcve.service / tcve.pipeline, the handlers in tcve.ui.
 
-``python app.py`` serves it with ``Service.from_env()`` (the FFHQ checkpoints when they can be had, the bundled demo
-models otherwise); tests build it with an injected service: ``build_demo(Service("tiny"))``.
+``python app.py`` serves it with ``startup()``: ``Service.from_env()`` (the FFHQ checkpoints when they can be had, the
+bundled demo models otherwise), its networks loaded before launch on ZeroGPU; tests build it with an injected service:
+``build_demo(Service("tiny"))``.
 """
 
 from __future__ import annotations
 
-import gradio as gr
+from tcve.zerogpu import on_zerogpu  # no torch behind this import
 
-from tcve import __version__, ui
-from tcve.service import PRESETS, SETTINGS, Service, example_clips
+if on_zerogpu():
+    # On purpose and first: importing `spaces` patches torch for ZeroGPU's CUDA emulation, which must happen before
+    # anything imports torch or touches CUDA (gradio's own attempt to import it is refused while gradio loads).
+    import spaces  # noqa: F401
+
+import gradio as gr  # noqa: E402
+
+from tcve import __version__, ui  # noqa: E402
+from tcve.service import PRESETS, SETTINGS, Service, example_clips  # noqa: E402
 
 QUEUE_SIZE = 8  # waiting jobs beyond the one running; more are refused with "queue full"
 # Gradio's copies of uploads and results: checked every hour, deleted when older than a day.
@@ -179,5 +187,14 @@ def build_demo(service: Service | None = None) -> gr.Blocks:
     return demo
 
 
+def startup(service: Service | None = None) -> Service:
+    """The service ``python app.py`` serves. On ZeroGPU its networks are built and put on ``cuda`` now, before
+    launch: ZeroGPU expects models on the (emulated) device at start-up and moves them to the real GPU per call."""
+    service = service or Service.from_env()
+    if service.zerogpu:
+        service.prepare(lambda fraction, message: print(f"start-up: {message}", flush=True))
+    return service
+
+
 if __name__ == "__main__":
-    build_demo().launch(**launch_options())
+    build_demo(startup()).launch(**launch_options())

@@ -115,6 +115,7 @@ class PipelineResult:
     messages: list[str]
     seconds: dict[str, float]
     edit_note: str = ""
+    masks: list[np.ndarray] | None = None  # paste alphas of ``final`` (phase 3: the dilated face mask)
     cached: bool = False  # served from the service's result cache (the stage times are the first run's)
 
     def summary(self) -> dict[str, Any]:
@@ -129,8 +130,10 @@ class PipelineResult:
 class _Stages:
     """Maps each stage's own 0..1 progress onto the run's, and checks for cancellation between reports."""
 
+    # GPU work (invert .. metrics) sits between the CPU-only reading/aligning and writing, so that a caller can run
+    # it alone in a GPU call (ZeroGPU): ``align_clip`` | ``edit_aligned`` | ``write_outputs``.
     WEIGHTS = (("read", 0.04), ("align", 0.06), ("invert", 0.25), ("edit", 0.1), ("consistency", 0.35),
-               ("stitch", 0.1), ("write", 0.05), ("metrics", 0.05))
+               ("stitch", 0.1), ("metrics", 0.05), ("write", 0.05))
 
     def __init__(self, progress: ProgressFn | None, cancel: CancelFn | None) -> None:
         self._progress, self._cancel = progress, cancel
@@ -293,15 +296,27 @@ def reconstruction_warning(inversion: Inversion, threshold: float | None, label:
             "the person. For real faces use the FFHQ models (--models ffhq, or TCVE_MODELS=ffhq for the app).")
 
 
-def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
-                 config: PipelineConfig = PipelineConfig(), progress: ProgressFn | None = None,
-                 cancel: CancelFn | None = None, stages: _Stages | None = None) -> PreparedClip:
-    """Read, track, align, invert and directly edit the main face of ``input_path`` (no video is written)."""
-    stages = stages or _Stages(progress, cancel)
-    device = models.device
-    messages: list[str] = []
+@dataclass
+class AlignedClip:
+    """A clip read, tracked and aligned (CPU work only; plain arrays, so it pickles into a GPU worker)."""
 
-    # -- read (probe: limits, fps, audio; frames are streamed) and track the main face
+    info: VideoInfo
+    align: AlignConfig  # with output_size = the generator's resolution
+    transforms: list[AlignTransform]
+    crops: np.ndarray  # aligned crops [T,S,S,3] uint8
+    messages: list[str]
+    seconds: dict[str, float] = field(default_factory=dict)
+    # [T] bool over the clip's frames: the face is in view; ``transforms`` and ``crops`` hold the visible frames
+    # only, in order. None: every frame.
+    visible: np.ndarray | None = None
+
+
+def align_clip(input_path: str | Path, models: PipelineModels, config: PipelineConfig = PipelineConfig(),
+               progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+               stages: _Stages | None = None) -> AlignedClip:
+    """Read (probe: limits, fps, audio; frames are streamed), track the main face and align it. No GPU work."""
+    stages = stages or _Stages(progress, cancel)
+    messages: list[str] = []
     info = probe(input_path, config.read, config.limits)
     if info.damaged is not None:
         decoded, declared = info.damaged
@@ -319,9 +334,27 @@ def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
     keep = np.flatnonzero(visible)
     all_transforms = compute_transforms(track, align_cfg)
     transforms = [all_transforms[i] for i in keep]
-    crops = list(align_frames(_select(iter_frames(input_path, config.read), visible), transforms, align_cfg))
-    inputs = _to_images(crops, device)
+    crops = np.stack(list(align_frames(_select(iter_frames(input_path, config.read), visible), transforms, align_cfg)))
     stages.done("align")
+    return AlignedClip(info, align_cfg, list(transforms), crops, messages, dict(stages.seconds),
+                       None if visible.all() else visible)
+
+
+def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
+                 config: PipelineConfig = PipelineConfig(), progress: ProgressFn | None = None,
+                 cancel: CancelFn | None = None, stages: _Stages | None = None,
+                 aligned: AlignedClip | None = None) -> PreparedClip:
+    """Read, track, align, invert and directly edit the main face of ``input_path`` (no video is written).
+
+    ``aligned``: the clip already read and aligned (``align_clip``), e.g. on the CPU before a GPU call."""
+    stages = stages or _Stages(progress, cancel)
+    device = models.device
+    if aligned is None:
+        aligned = align_clip(input_path, models, config, stages=stages)
+    info, align_cfg, transforms = aligned.info, aligned.align, aligned.transforms
+    messages: list[str] = list(aligned.messages)
+    crops = aligned.crops
+    inputs = _to_images(list(crops), device)
 
     # -- invert, then the direct (per-frame) edit. Out-of-domain styles are derived from the base generator, so
     # their codes come from the encoder alone (the paper: ReStyle, no PTI).
@@ -334,7 +367,7 @@ def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
                                                                  inversion_cfg.metrics_batch_size)
     inversion: Inversion = invert_video(
         inputs, models.generator, encoder, models.lpips, inversion_cfg, cache=models.cache,
-        content_hash=hash_frames(np.stack(crops)) if models.cache is not None else None,
+        content_hash=hash_frames(crops) if models.cache is not None else None,
         checkpoint_names=models.checkpoint_names, progress=stages.sub("invert"))
     stages.done("invert")
     warning = reconstruction_warning(inversion, config.min_reconstruction_psnr, models.label)
@@ -346,7 +379,7 @@ def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
         messages.append(f"{edit.note} ({models.label})" if models.label else edit.note)
     stages.done("edit")
     return PreparedClip(info, align_cfg, list(transforms), inputs, domain, inversion, edit, messages,
-                        None if visible.all() else visible)
+                        aligned.visible)
 
 
 @contextlib.contextmanager
@@ -375,26 +408,43 @@ def edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, o
                config: PipelineConfig = PipelineConfig(), progress: ProgressFn | None = None,
                cancel: CancelFn | None = None) -> PipelineResult:
     """Edit the main face of ``input_path`` and write the consistent, direct and side-by-side videos (seeded by
-    ``config.seed``: the same input and settings give the same videos; see ``_edit_video``)."""
-    with repeatable(config.seed, models.device, config.deterministic):
-        return _edit_video(input_path, spec, models, output_dir, config, progress, cancel)
-
-
-def _edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, output_dir: str | Path,
-                config: PipelineConfig, progress: ProgressFn | None, cancel: CancelFn | None) -> PipelineResult:
-    """Edit the main face of ``input_path`` and write the consistent, direct and side-by-side videos.
+    ``config.seed``: the same input and settings give the same videos).
 
     Frames where the face is gone pass through unedited. The visible frames form one latent path with gaps: they
     are inverted, edited and made consistent together, as if consecutive. One path, rather than one per visible
     segment, because the consistency losses pair every frame with the clip's anchor (not with its neighbour), so a
     gap breaks nothing, and the person keeps one look (one tuned generator, one edit) across the whole clip.
     """
-    stages = _Stages(progress, cancel)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    clip = prepare_clip(input_path, spec, models, config, stages=stages)
-    info, align_cfg, transforms, inputs = clip.info, clip.align, clip.transforms, clip.inputs
-    domain, edit, inversion, messages = clip.domain, clip.edit, clip.inversion, clip.messages
+    with repeatable(config.seed, models.device, config.deterministic):
+        stages = _Stages(progress, cancel)
+        aligned = align_clip(input_path, models, config, stages=stages)
+        edited = edit_aligned(input_path, aligned, spec, models, config, cancel=cancel, stages=stages)
+        return write_outputs(input_path, aligned, edited, output_dir, config, stages=stages)
+
+
+@dataclass
+class EditedClip:
+    """The GPU part's result: the output crops as frames and their metrics (plain arrays: it pickles back)."""
+
+    final: np.ndarray  # consistent (stitched) crops [T,S,S,3] uint8
+    direct: np.ndarray  # per-frame edit crops
+    smoothing: np.ndarray | None  # latent-smoothing baseline crops (None: not computed or no video wanted)
+    metrics: dict[str, Any]
+    curves: dict[str, list[float]]
+    xt: dict[str, np.ndarray]
+    messages: list[str]
+    seconds: dict[str, float]
+    edit_note: str = ""
+    masks: list[np.ndarray] | None = None  # paste alphas of ``final`` (phase 3: the dilated face mask)
+
+
+def edit_aligned(input_path: str | Path, aligned: AlignedClip, spec: EditSpec, models: PipelineModels,
+                 config: PipelineConfig = PipelineConfig(), progress: ProgressFn | None = None,
+                 cancel: CancelFn | None = None, stages: _Stages | None = None) -> EditedClip:
+    """All the GPU work of a run: invert, edit, consistency, stitching, the baseline and the metrics."""
+    stages = stages or _Stages(progress, cancel)
+    clip = prepare_clip(input_path, spec, models, config, stages=stages, aligned=aligned)
+    inputs, domain, edit, inversion = clip.inputs, clip.domain, clip.edit, clip.inversion
     size = inputs.shape[-1]
     direct = edit.images
 
@@ -419,14 +469,35 @@ def _edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, 
         with torch.no_grad():
             smoothing = render(edit.generator, smooth_latents(edit.w_plus, config.smoothing))
 
-    # -- paste back into the full frames and write the videos (one streaming pass)
+    outputs = {"direct": direct, "consistent": final}
+    if smoothing is not None:
+        outputs["smoothing"] = smoothing
+    outputs["input"] = inputs
+    metrics, curves, xt = _metrics(config, models, inputs, outputs, stages.sub("metrics"))
+    if inversion.metrics is not None:
+        metrics["inversion"] = {k: float(v) for k, v in asdict(inversion.metrics).items()
+                                if isinstance(v, (int, float))}
+    stages.done("metrics")
+    keep_smoothing = smoothing is not None and config.write_smoothing_video  # frames only when a video is written
+    return EditedClip(images_to_frames(final.detach().cpu()), images_to_frames(direct.detach().cpu()),
+                      images_to_frames(smoothing.cpu()) if keep_smoothing else None, metrics, curves, xt,
+                      clip.messages, dict(stages.seconds), edit.note, final_masks)
+
+
+def write_outputs(input_path: str | Path, aligned: AlignedClip, edited: EditedClip, output_dir: str | Path,
+                  config: PipelineConfig = PipelineConfig(), progress: ProgressFn | None = None,
+                  cancel: CancelFn | None = None, stages: _Stages | None = None) -> PipelineResult:
+    """Paste the edited crops back into the full frames and write the videos and ``metrics.json`` (CPU only)."""
+    stages = stages or _Stages(progress, cancel)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    info, align_cfg, transforms = aligned.info, aligned.align, aligned.transforms
     audio = AudioSource.from_info(info)
     paths = {"output": out / "edited.mp4", "direct": out / "direct.mp4", "side_by_side": out / "side_by_side.mp4"}
-    if smoothing is not None and config.write_smoothing_video:
+    smooth_frames = edited.smoothing if config.write_smoothing_video else None
+    if smooth_frames is not None:
         paths["smoothing"] = out / "smoothing.mp4"
-    final_frames, direct_frames = images_to_frames(final.detach().cpu()), images_to_frames(direct.detach().cpu())
-    smooth_frames = images_to_frames(smoothing.cpu()) if "smoothing" in paths else None
-    visible = clip.visible if clip.visible is not None else np.ones(info.n_frames, bool)
+    visible = aligned.visible if aligned.visible is not None else np.ones(info.n_frames, bool)
     weights = fade_weights(visible, config.crossfade_frames)
     writers = {name: VideoWriter(path, info.fps, audio) for name, path in paths.items()}
     report = stages.sub("write")
@@ -435,15 +506,16 @@ def _edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, 
         # hold them all, hence one branch per stream actually written).
         branches = itertools.tee(iter_frames(input_path, config.read), 3 + (smooth_frames is not None))
         originals = branches[0]
-        pasted_final = _paste_segments(branches[1], final_frames, transforms, weights, align_cfg, final_masks,
+        pasted_final = _paste_segments(branches[1], edited.final, transforms, weights, align_cfg, edited.masks,
                                        soften=False)
-        pasted_direct = _paste_segments(branches[2], direct_frames, transforms, weights, align_cfg)
+        pasted_direct = _paste_segments(branches[2], edited.direct, transforms, weights, align_cfg)
         pasted_smooth = (_paste_segments(branches[3], smooth_frames, transforms, weights, align_cfg)
                          if smooth_frames is not None else None)
-        for t, (frame, edited, direct_frame) in enumerate(zip(originals, pasted_final, pasted_direct)):
-            writers["output"].write(edited)
+        for t, (frame, edited_frame, direct_frame) in enumerate(zip(originals, pasted_final, pasted_direct)):
+            writers["output"].write(edited_frame)
             writers["direct"].write(direct_frame)
-            writers["side_by_side"].write(side_by_side([frame, direct_frame, edited], ["input", "direct", "consistent"],
+            writers["side_by_side"].write(side_by_side([frame, direct_frame, edited_frame],
+                                                       ["input", "direct", "consistent"],
                                                        height=config.side_by_side_height))
             if pasted_smooth is not None:
                 writers["smoothing"].write(next(pasted_smooth))
@@ -455,17 +527,11 @@ def _edit_video(input_path: str | Path, spec: EditSpec, models: PipelineModels, 
             writer.abort()
         raise
     stages.done("write")
-
-    outputs = {"direct": direct, "consistent": final}
-    if smoothing is not None:
-        outputs["smoothing"] = smoothing
-    outputs["input"] = inputs
-    metrics, curves, xt = _metrics(config, models, inputs, outputs, stages.sub("metrics"))
-    if inversion.metrics is not None:
-        metrics["inversion"] = {k: float(v) for k, v in asdict(inversion.metrics).items()
-                                if isinstance(v, (int, float))}
-    stages.done("metrics")
+    seconds = {**aligned.seconds, **edited.seconds, **stages.seconds}
     result = PipelineResult(paths["output"], paths["direct"], paths["side_by_side"], paths.get("smoothing"),
-                            metrics, curves, xt, info, messages, stages.seconds, edit.note)
+                            edited.metrics, edited.curves, edited.xt, info, list(edited.messages), seconds,
+                            edited.edit_note)
     (out / "metrics.json").write_text(json.dumps(result.summary(), indent=2))
     return result
+
+

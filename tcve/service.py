@@ -10,6 +10,11 @@ Presets ('Preview', 'Paper settings') resolve per edit domain and model set in `
 (preset cap, frame cap, frame limit), writes each job into a folder of its own and caches the last results by input
 file, edit and settings (older results' folders are deleted); ``measure`` computes the metrics of any video against a
 reference (``python -m tcve metrics``).
+
+A run has three parts so that only the middle one needs a GPU (one ``@spaces.GPU`` call on ZeroGPU, see ``tcve.ui``):
+``plan`` (checks, settings, the GPU-time estimate; refuses a job that cannot fit a ZeroGPU call) and ``align`` (CPU:
+checkpoints fetched, frames read, landmarks, crops), then ``edit_on_device`` (inversion .. metrics), then ``write``
+(CPU: paste-back and encoding). ``GpuCosts`` is the cost model behind ``estimate_gpu``.
 """
 
 from __future__ import annotations
@@ -36,12 +41,13 @@ from .consistency import ConsistencyConfig
 from .cache import StageCache
 from .edit import (EDITS, EditConfig, EditLoaders, EditSpec, NadaTrainConfig, TextEditConfig, UnknownEdit,
                    edit_availability, source_note)
-from .errors import BadRequest, EditUnavailable, NoFaceFound, TcveError
+from .errors import BadRequest, CheckpointUnavailable, EditUnavailable, NoFaceFound, TcveError
 from .invert import InversionConfig, PTIConfig
-from .pipeline import (CancelFn, PipelineConfig, PipelineModels, PipelineResult, ProgressFn, edit_video,
-                       repeatable)
+from .pipeline import (AlignedClip, CancelFn, EditedClip, PipelineConfig, PipelineModels, PipelineResult, ProgressFn,
+                       align_clip, edit_aligned, repeatable, write_outputs)
 from .stitch import StitchConfig
 from .video import ReadOptions, VideoLimits, iter_frames, probe, read_video
+from .zerogpu import ZeroGPULimits, on_zerogpu
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,6 @@ class Preset:
     # (phase-1, phase-2) epochs and pairs per step replacing the domain defaults; None keeps the defaults.
     consistency_epochs: tuple[int, int] | None = None
     pairs_per_step: int | None = None
-    seconds_per_frame_gpu: float = 4.0  # rough cost, for ZeroGPU reservations (paper settings: ~600 s / 150 frames)
     fast_pairs: int | None = None  # ConsistencyConfig.fast(pairs): pairs per step, bf16, masks at working size
 
 
@@ -76,8 +81,7 @@ def _preview_config() -> PipelineConfig:
 
 PRESETS: dict[str, Preset] = {
     "Preview": Preset("Preview", "a short excerpt with light settings: seconds on a GPU, about a minute on a CPU "
-                      "with the tiny models", 8, _preview_config(), consistency_epochs=(1, 1), pairs_per_step=4,
-                      seconds_per_frame_gpu=1.0),
+                      "with the tiny models", 8, _preview_config(), consistency_epochs=(1, 1), pairs_per_step=4),
     "Fast": Preset("Fast", "the official settings with the speed options: 8 (anchor, frame) pairs per step, bf16 "
                    "and masks at working resolution (the same epochs, fewer steps)", None, PipelineConfig(),
                    fast_pairs=8),
@@ -126,6 +130,100 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class GpuCosts:
+    """GPU seconds per unit of work at ``reference_side`` (1024) on an H100/H200-class GPU, tcve as written today
+    (eager, fp32). These are ESTIMATES, not measurements (no GPU was available to this project): issue 12's FLOP
+    counts of the official iteration counts, timed at the upper end of its launch-bound ranges. PTI: 200 passes x 150
+    frames (30,000 frame passes, ~37,000 TFLOP) in 7-22 min; phases 1-3: 1,490 + 447 pair steps and 7,500 stitching
+    steps (~6,300 TFLOP, about half of it stitching) in 2-5 min. Smaller generators scale with their pixel count.
+    """
+
+    pti_frame_pass: float = 0.044  # 22 min / 30,000 frame passes
+    consistency_pair: float = 0.078  # ~1.6 TFLOP per (anchor, frame) pair step at the ~21 TFLOP/s of "5 min"
+    stitch_step: float = 0.020  # ~0.42 TFLOP per one-frame stitching step, same rate
+    per_frame: float = 0.05  # encoder, the direct edit, the baseline and the metrics (RAFT and LPIPS at 256)
+    text_step: float = 0.2  # in-domain free text: 4 keyframes through G and CLIP, forward and backward
+    nada_step: float = 0.15  # free-text style: frozen and tuned G on 2 codes, forward and backward
+    start: float = 20.0  # worker start-up, weights onto the GPU, the edit's networks from the disk cache
+    margin: float = 1.25  # a call that runs past its duration may be aborted: reserve a quarter more
+    reference_side: int = 1024
+
+
+@dataclass(frozen=True)
+class GpuEstimate:
+    """The GPU time a run reserves: ``stages`` (seconds, before the margin), ``seconds`` (what ``@spaces.GPU`` is
+    asked for) and ``per_frame`` (the part that grows with each frame, with the margin)."""
+
+    stages: dict[str, float]
+    seconds: int
+    per_frame: float
+    frames: int
+    margin: float
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{k} {v:.0f} s" for k, v in self.stages.items() if v >= 0.5)
+        return f"{parts}, plus {100 * (self.margin - 1):.0f}% margin"
+
+
+class JobTooLong(TcveError):
+    """A job that cannot fit one ZeroGPU call; refused before any work."""
+
+
+def estimate_gpu(config: PipelineConfig, n_frames: int, size: int, domain: str, kind: str,
+                 costs: GpuCosts = GpuCosts()) -> GpuEstimate:
+    """GPU seconds of a run of ``n_frames`` frames with ``config`` (consistency resolved) at generator side ``size``."""
+    frames = max(1, int(n_frames))
+    scale = (size / costs.reference_side) ** 2
+    pti = config.inversion.pti if domain == "in" else None
+    cons = config.consistency or ConsistencyConfig()
+    per_pair = costs.consistency_pair * scale
+
+    def pairs(epochs: int) -> float:  # every step renders the anchor and pairs_per_step frames (batch topped up)
+        k = max(1, min(cons.pairs_per_step, frames - 1))
+        return epochs * -(-(frames - 1) // k) * k if frames >= 2 else 0
+
+    p1 = config.run_consistency and cons.run_phase1 and frames >= 2
+    p2 = config.run_consistency and cons.run_phase2 and frames >= 2
+    stitch = config.stitch is not None and domain == "in" and config.run_consistency
+    per_frame = {
+        "PTI": pti.steps * costs.pti_frame_pass * scale if pti is not None else 0.0,
+        "phase 1": cons.phase1.epochs * per_pair if p1 else 0.0,
+        "phase 2": cons.phase2.epochs * per_pair if p2 else 0.0,
+        "stitching": config.stitch.steps * costs.stitch_step * scale if stitch and config.stitch else 0.0,
+        "per-frame work": costs.per_frame * scale,
+    }
+    stages = {"start-up": costs.start}
+    if kind == "text":
+        stages["free-text edit"] = config.edit.text.steps * costs.text_step * scale
+    elif kind == "text-nada":
+        stages["free-text style"] = config.edit.nada.steps * costs.nada_step * scale
+    stages["PTI"] = per_frame["PTI"] * frames
+    stages["phase 1"] = pairs(cons.phase1.epochs) * per_pair if p1 else 0.0
+    stages["phase 2"] = pairs(cons.phase2.epochs) * per_pair if p2 else 0.0
+    stages["stitching"] = per_frame["stitching"] * frames
+    stages["per-frame work"] = per_frame["per-frame work"] * frames
+    seconds = int(-(-sum(stages.values()) * costs.margin // 1))
+    return GpuEstimate(stages, seconds, sum(per_frame.values()) * costs.margin, frames, costs.margin)
+
+
+def check_fits(estimate: GpuEstimate, limits: ZeroGPULimits) -> None:
+    """Raise ``JobTooLong`` (with the numbers and what would fit) when one ZeroGPU call cannot hold the run."""
+    charged = estimate.seconds * limits.duration_factor
+    if charged <= limits.max_call_seconds:
+        return
+    fixed = estimate.seconds - estimate.per_frame * estimate.frames
+    fit = int((limits.max_call_seconds / limits.duration_factor - fixed) // max(estimate.per_frame, 1e-9))
+    advice = (f"At most about {fit} frames fit with these settings: lower the frame cap or trim the clip"
+              if fit >= 1 else "Even one frame does not fit with these settings")
+    raise JobTooLong(
+        f"This job is too long for one ZeroGPU call: {estimate.frames} frames need about {estimate.seconds} s of "
+        f"GPU time ({estimate.describe()}; estimates), which ZeroGPU's default GPU counts as "
+        f"{charged:.0f} s (x{limits.duration_factor:g}), over the {limits.max_call_seconds} s a call may request "
+        f"here. {advice}, or use the Preview preset or lower advanced settings (PTI passes, epochs, stitching "
+        f"steps). {limits.quota_note()}")
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -157,13 +255,37 @@ def hub_reachable(timeout: float = 2.0) -> bool:
         socket.setdefaulttimeout(previous)
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """One checked run: what ``align``, ``edit_on_device`` and ``write`` need. Plain values: it pickles."""
+
+    path: str
+    spec: EditSpec
+    config: PipelineConfig  # read options (trim, cap) included
+    key: str  # the result cache's key
+    domain: str
+    estimate: GpuEstimate
+    cut: str = ""  # the frames the run leaves out, and why ('' when the clip fits)
+
+
 class Service:
+    """``device``: where the networks run ('auto': CUDA when available). On ZeroGPU (``zerogpu``; default: the
+    platform's ``SPACES_ZERO_GPU``) CUDA is emulated outside GPU calls: the networks still go to ``cuda`` at
+    start-up, as ZeroGPU expects, while landmarks stay on the CPU, and ``plan`` refuses runs that cannot fit one
+    call (``limits``). ``tensor_device`` places the tensors elsewhere than ``device`` says (tests fake a CUDA
+    machine with it on a CPU)."""
+
     def __init__(self, models: str = "tiny", device: str = "auto", workdir: str | os.PathLike[str] | None = None,
-                 max_cached_results: int = 8) -> None:
+                 max_cached_results: int = 8, zerogpu: bool | None = None, limits: ZeroGPULimits | None = None,
+                 tensor_device: str | None = None, costs: GpuCosts = GpuCosts()) -> None:
         if models not in MODEL_SETS:
             raise ValueError(f"models must be one of {MODEL_SETS}, got {models!r}")
         self.model_set = models
         self.device = resolve_device(device)
+        self.zerogpu = on_zerogpu() if zerogpu is None else zerogpu
+        self.limits = limits or ZeroGPULimits.from_env()
+        self.costs = costs
+        self._placement = torch.device(tensor_device) if tensor_device else self.device
         self.workdir = Path(workdir) if workdir else Path(tempfile.gettempdir()) / "tcve-outputs"
         self._models: PipelineModels | None = None
         self._lock = threading.Lock()
@@ -207,6 +329,19 @@ class Service:
                     self._models = self._build_models()  # in every process: runs repeat across processes
             return self._models
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the networks are built (on ZeroGPU: at start-up, see app.startup)."""
+        return self._models is not None
+
+    def landmark_detector(self) -> Any:
+        """The FFHQ set's landmarks: face-alignment where CUDA is available, else MediaPipe. face-alignment builds
+        its networks for the device it is given; on ZeroGPU the main process (where landmarks run, outside the GPU
+        call) only emulates CUDA, so there the detector gets the CPU."""
+        from .landmarks import load_detector
+
+        return load_detector("auto", device="cpu") if self.zerogpu else load_detector("auto")
+
     def _build_models(self) -> PipelineModels:
         from .identity import identity_net_for
         from .landmarks import load_detector
@@ -217,34 +352,37 @@ class Service:
 
             # Offline sets: no pretrained LPIPS backbone (a random one: losses and masks still work), DIS flow,
             # MediaPipe landmarks (its model ships in the wheel).
-            offline = dict(lpips=SpatialLPIPS("alex", backbone="random").to(self.device), flow=DisFlow("medium"),
-                           metric_lpips=SpatialLPIPS("alex", backbone="random", spatial=False).to(self.device),
-                           detector=load_detector("mediapipe"), identity=identity_net_for(self.model_set, self.device))
+            offline = dict(lpips=SpatialLPIPS("alex", backbone="random").to(self._placement), flow=DisFlow("medium"),
+                           metric_lpips=SpatialLPIPS("alex", backbone="random", spatial=False).to(self._placement),
+                           detector=load_detector("mediapipe"),
+                           identity=identity_net_for(self.model_set, self._placement))
             if self.model_set == "demo":
                 from .demo.models import DEMO_FRAMING, load_demo_networks
 
-                demo = load_demo_networks(self.device)
+                demo = load_demo_networks(self._placement)
                 return PipelineModels(generator=demo.generator, encoder=demo.encoder, edit_loaders=demo.edit_loaders,
                                       label="bundled demo models", framing=DEMO_FRAMING, **offline)
             from .tiny import tiny_edit_loaders, tiny_encoder, tiny_generator
 
-            generator = tiny_generator().to(self.device)
-            return PipelineModels(generator=generator, encoder=tiny_encoder(generator).to(self.device),
+            generator = tiny_generator().to(self._placement)
+            return PipelineModels(generator=generator, encoder=tiny_encoder(generator).to(self._placement),
                                   edit_loaders=tiny_edit_loaders(generator), label="tiny random networks", **offline)
         from .flow import load_flow_estimator
         from .models import load_encoder, load_generator
 
-        generator = checkpoints.load("stylegan2-ffhq-1024", load_generator).to(self.device)
-        encoder = checkpoints.load("e4e-ffhq", load_encoder).to(self.device)
+        detector = self.landmark_detector()
+
+        generator = checkpoints.load("stylegan2-ffhq-1024", load_generator).to(self._placement)
+        encoder = checkpoints.load("e4e-ffhq", load_encoder).to(self._placement)
         # ReStyle has no public Hub copy: used for out-of-domain edits when provided locally.
-        encoder_out = (checkpoints.load("restyle-psp-ffhq", load_encoder).to(self.device)
+        encoder_out = (checkpoints.load("restyle-psp-ffhq", load_encoder).to(self._placement)
                        if checkpoints.is_cached("restyle-psp-ffhq") else None)
         return PipelineModels(
-            generator=generator, encoder=encoder, lpips=SpatialLPIPS("alex").to(self.device),
-            flow=load_flow_estimator("raft-large", checkpoint="raft-large-things", device=self.device),
-            detector=load_detector("auto"), metric_lpips=SpatialLPIPS("alex", spatial=False).to(self.device),
+            generator=generator, encoder=encoder, lpips=SpatialLPIPS("alex").to(self._placement),
+            flow=load_flow_estimator("raft-large", checkpoint="raft-large-things", device=self._placement),
+            detector=detector, metric_lpips=SpatialLPIPS("alex", spatial=False).to(self._placement),
             edit_loaders=EditLoaders(), label="FFHQ checkpoints", encoder_out=encoder_out, cache=StageCache(),
-            checkpoint_names=("stylegan2-ffhq-1024", "e4e-ffhq"), identity=identity_net_for("ffhq", self.device),
+            checkpoint_names=("stylegan2-ffhq-1024", "e4e-ffhq"), identity=identity_net_for("ffhq", self._placement),
         )
 
     # ---------------------------------------------------------------- what the UI offers
@@ -382,15 +520,13 @@ class Service:
         raise NoFaceFound(f"No face was found in any of the {seen} frames. Use a clip where the face is visible and "
                           "roughly frontal.")
 
-    def run(self, path: str | os.PathLike[str], spec: EditSpec, preset: str = "Preview", start: float = 0.0,
-            end: float | None = None, max_frames: int | None = None, config: PipelineConfig | None = None,
-            progress: ProgressFn | None = None, cancel: CancelFn | None = None, *, stride: int | None = None,
-            max_side: int | None = None, output_dir: str | os.PathLike[str] | None = None) -> PipelineResult:
-        """Edit ``path``; every cut (preset cap, frame cap, limit, damaged tail) is said in ``result.messages``.
-
-        Outputs go to a fresh directory of their own under ``workdir`` (two runs never share one; kept while the
-        result is in the bounded result cache, deleted when it drops out or the run fails), or to ``output_dir``
-        when given (then nothing is cached and nothing else is written)."""
+    def plan(self, path: str | os.PathLike[str], spec: EditSpec, preset: str = "Preview", start: float = 0.0,
+             end: float | None = None, max_frames: int | None = None, config: PipelineConfig | None = None,
+             progress: ProgressFn | None = None, *, stride: int | None = None,
+             max_side: int | None = None) -> RunPlan:
+        """Check a run and fix its settings, before any work: raises on a bad input or, on ZeroGPU, ``JobTooLong``.
+        Builds the networks first (fetching the model set's checkpoints with ``progress``) if needed. Every cut
+        (preset cap, frame cap, limit) is worded in ``RunPlan.cut``."""
         preset = resolve_preset(preset)
         if spec.name not in EDITS:
             raise UnknownEdit(f"Unknown edit '{spec.name}'. Available edits: {', '.join(EDITS)}.")
@@ -398,7 +534,7 @@ class Service:
         self.check_strength(spec.name, spec.strength)
         self.require_edit(spec.name)
         probe(path, ReadOptions(), limits=None)  # not a video -> a clear error before any model is loaded
-        models = self.prepare(progress)
+        self.prepare(progress)
         config = config or self.config_for(preset, spec)
         cap, why = self.frame_cap(preset, max_frames, config.limits)
         full = self.read_options(path, start, end, None, stride, max_side)
@@ -407,38 +543,91 @@ class Service:
         cut = self.cut_message(path, full, cap, why)
         options = self.read_options(path, start, end, cap, stride, max_side)
         config = replace(config, read=options)
-        if output_dir is not None:
-            result = edit_video(path, spec, models, output_dir, config, progress, cancel)
-            result.messages[:0] = [cut] if cut else []
-            return result
+        if self.zerogpu and config.consistency is not None and config.consistency.compile:
+            # ZeroGPU does not support torch.compile (it offers ahead-of-time compilation instead): run eager
+            config = replace(config, consistency=replace(config.consistency, compile=False))
         key = hashlib.sha256(json.dumps({
             "file": _file_digest(path), "spec": [spec.name, spec.strength, spec.target_text, spec.source_text],
             "config": repr(config), "models": self.model_set,
         }, sort_keys=True).encode()).hexdigest()[:16]
+        domain = EDITS[spec.name].domain
+        n_frames = probe(path, options, config.limits).n_frames  # over the clip limits: that error, now
+        estimate = estimate_gpu(config, n_frames, int(self.models().generator.size), domain, EDITS[spec.name].kind,
+                                self.costs)
+        if self.zerogpu:
+            check_fits(estimate, self.limits)
+        return RunPlan(str(path), spec, config, key, domain, estimate, cut)
+
+    def cached(self, plan: RunPlan) -> PipelineResult | None:
+        """The result of an identical earlier run (labelled ``cached``), when its files still exist."""
         with self._lock:
-            cached = self._results.get(key)
+            cached = self._results.get(plan.key)
             if cached is not None and cached.output.exists():
-                self._results.move_to_end(key)
-                if progress is not None:
-                    progress(1.0, "cached result")
+                self._results.move_to_end(plan.key)
                 return replace(cached, cached=True)
+        return None
+
+    def align(self, plan: RunPlan, progress: ProgressFn | None = None,
+              cancel: CancelFn | None = None) -> AlignedClip:
+        """CPU part before the GPU work: the networks and the edit's checkpoints (fetched with progress), then the
+        frames read, tracked and aligned."""
+        models = self.prepare(progress)
+        self.fetch_edit_checkpoints(plan.spec, progress)
+        return align_clip(plan.path, models, plan.config, progress, cancel)
+
+    def edit_on_device(self, plan: RunPlan, aligned: AlignedClip, progress: ProgressFn | None = None,
+                       cancel: CancelFn | None = None) -> EditedClip:
+        """All GPU work of a run (on ZeroGPU: the body of the ``@spaces.GPU`` call), seeded by ``config.seed``."""
+        models = self.models()
+        with repeatable(plan.config.seed, models.device, plan.config.deterministic):
+            return edit_aligned(plan.path, aligned, plan.spec, models, plan.config, progress, cancel)
+
+    def write(self, plan: RunPlan, aligned: AlignedClip, edited: EditedClip, progress: ProgressFn | None = None,
+              cancel: CancelFn | None = None, output_dir: str | os.PathLike[str] | None = None) -> PipelineResult:
+        """CPU part after the GPU work: paste-back and encoding.
+
+        Outputs go to a fresh directory of their own under ``workdir`` (two runs never share one; kept while the
+        result is in the bounded result cache, deleted when it drops out or the run fails), or to ``output_dir``
+        when given (then nothing is cached and nothing else is written)."""
+        if output_dir is not None:
+            result = write_outputs(plan.path, aligned, edited, output_dir, plan.config, progress, cancel)
+            result.messages[:0] = [plan.cut] if plan.cut else []
+            return result
         self.workdir.mkdir(parents=True, exist_ok=True)
-        job_dir = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=self.workdir))
+        job_dir = Path(tempfile.mkdtemp(prefix=f"{plan.key}-", dir=self.workdir))
         try:
-            result = edit_video(path, spec, models, job_dir, config, progress, cancel)
+            result = write_outputs(plan.path, aligned, edited, job_dir, plan.config, progress, cancel)
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)  # a failed or cancelled run leaves nothing behind
             raise
-        result.messages[:0] = [cut] if cut else []
+        result.messages[:0] = [plan.cut] if plan.cut else []
         with self._lock:
-            twin = self._results.pop(key, None)  # the same job run twice at once: keep one copy
+            twin = self._results.pop(plan.key, None)  # the same job run twice at once: keep one copy
             if twin is not None and twin.output.parent != job_dir:
                 shutil.rmtree(twin.output.parent, ignore_errors=True)
-            self._results[key] = result
+            self._results[plan.key] = result
             while len(self._results) > self._max_cached:
                 _, dropped = self._results.popitem(last=False)
                 shutil.rmtree(dropped.output.parent, ignore_errors=True)
         return result
+
+    def run(self, path: str | os.PathLike[str], spec: EditSpec, preset: str = "Preview", start: float = 0.0,
+            end: float | None = None, max_frames: int | None = None, config: PipelineConfig | None = None,
+            progress: ProgressFn | None = None, cancel: CancelFn | None = None, *, stride: int | None = None,
+            max_side: int | None = None, output_dir: str | os.PathLike[str] | None = None) -> PipelineResult:
+        """``plan``, then ``align``, ``edit_on_device`` and ``write`` in this process (or the cached result); every
+        cut (preset cap, frame cap, limit, damaged tail) is said in ``result.messages``. ``output_dir``: see
+        ``write``."""
+        plan = self.plan(path, spec, preset, start, end, max_frames, config, progress, stride=stride,
+                         max_side=max_side)
+        cached = self.cached(plan) if output_dir is None else None
+        if cached is not None:
+            if progress is not None:
+                progress(1.0, "cached result")
+            return cached
+        aligned = self.align(plan, progress, cancel)
+        edited = self.edit_on_device(plan, aligned, progress, cancel)
+        return self.write(plan, aligned, edited, progress, cancel, output_dir)
 
     # ---------------------------------------------------------------- settings the app and the CLI expose
     def settings(self, preset: str = "Preview", domain: str = "in") -> dict[str, int]:
@@ -508,13 +697,17 @@ class Service:
         return replace(config, inversion=inversion, consistency=cons, stitch=stitch, edit=edit,
                        run_consistency=values["phase1_epochs"] > 0 or values["phase2_epochs"] > 0)
 
-    def estimate_seconds(self, preset: str, n_frames: int | None = None) -> int:
-        """A generous GPU-time reservation for a run (ZeroGPU ``duration``): model loading plus per-frame work."""
-        chosen = PRESETS[resolve_preset(preset)]
+    def estimate_seconds(self, preset: str, n_frames: int | None = None, spec: EditSpec = EditSpec("angry")) -> int:
+        """The ``@spaces.GPU`` duration ``plan`` would request for ``n_frames`` frames of edit ``spec`` with
+        ``preset`` (default: the preset's frame cap, else 150), from the cost model (``GpuCosts``)."""
+        preset = resolve_preset(preset)
+        chosen = PRESETS[preset]
         frames = n_frames or chosen.max_frames or 150
         if chosen.max_frames:
             frames = min(frames, chosen.max_frames)
-        return int(60 + chosen.seconds_per_frame_gpu * frames * 1.5)
+        entry = EDITS[spec.name]
+        return estimate_gpu(self.config_for(preset, spec), frames, int(self.models().generator.size), entry.domain,
+                            entry.kind, self.costs).seconds
 
     # ---------------------------------------------------------------- networks, with progress on first use
     def prepare(self, progress: ProgressFn | None = None) -> PipelineModels:
@@ -530,6 +723,23 @@ class Service:
         if self._models is None and progress is not None:
             progress(0.0, f"loading models ({self.model_set})")
         return self.models()
+
+    def fetch_edit_checkpoints(self, spec: EditSpec, progress: ProgressFn | None = None) -> None:
+        """Download what edit ``spec`` needs (FFHQ set) now, with progress, so that no download happens inside the
+        GPU call: its first source that is cached or can be fetched (the edit itself picks the same one)."""
+        if self.model_set != "ffhq" or spec.name not in EDITS:
+            return
+        for name in (s.checkpoint for s in EDITS[spec.name].sources):  # free text: CLIP
+            if name not in checkpoints.REGISTRY:
+                continue
+            if progress is not None:
+                state = "cached" if checkpoints.is_cached(name) else "downloading"
+                progress(0.0, f"checkpoints: {name} ({state})")
+            try:
+                checkpoints.fetch(name)
+                return
+            except CheckpointUnavailable:
+                continue  # the next source of the edit may be available; the edit says so if none is
 
     # ---------------------------------------------------------------- what the Compare view shows
     @staticmethod
@@ -557,7 +767,7 @@ class Service:
             frames, _ = read_video(path, limits=None)
             images = frames_to_images(frames)
             return torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
-                                                   antialias=True).to(self.device)
+                                                   antialias=True).to(self._placement)
 
         out, ref = load(video), load(reference)
         if out.shape[0] != ref.shape[0]:

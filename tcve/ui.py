@@ -22,8 +22,8 @@ import gradio as gr
 
 from .edit import EditSpec
 from .errors import Cancelled, CheckpointFormatError, CheckpointUnavailable, NoFaceFound, TcveError, VideoError
-from .pipeline import STAGE_WEIGHTS, PipelineResult
-from .service import SETTINGS, Service, check_trim, resolve_preset
+from .pipeline import STAGE_WEIGHTS, AlignedClip, EditedClip, PipelineResult
+from .service import SETTINGS, RunPlan, Service, check_trim, resolve_preset
 from .video import probe
 
 log = logging.getLogger(__name__)
@@ -132,12 +132,17 @@ def with_params(fn: Callable[[dict[str, Any], gr.Request | None, gr.Progress], A
     return handler
 
 
-def on_gpu(fn: Callable[..., Any], duration: Callable[..., int]) -> Callable[..., Any]:
-    """ZeroGPU: reserve a GPU for each call when the ``spaces`` package is present; plain call otherwise."""
-    try:
-        import spaces  # type: ignore[import-not-found]
-    except ImportError:
+def on_gpu(fn: Callable[..., Any], duration: Callable[..., int], zerogpu: bool) -> Callable[..., Any]:
+    """On ZeroGPU, ``fn`` as a ``@spaces.GPU`` call (``duration``: seconds from ``fn``'s arguments); elsewhere ``fn``.
+
+    The call runs in a forked worker that holds the GPU: its arguments and result are pickled across."""
+    if not zerogpu:
         return fn
+    try:
+        import spaces  # type: ignore[import-not-found]  # app.py imported it before torch; this is the same module
+    except ImportError:
+        raise RuntimeError("This Space runs on ZeroGPU (SPACES_ZERO_GPU is set) but the `spaces` package is "
+                           "missing: install requirements.txt.") from None
     return spaces.GPU(duration=duration)(fn)
 
 
@@ -224,7 +229,7 @@ class Runner:
         self._cancelled_at: dict[str, float] = {}
         # One run at a time, even when a cancelled run's thread is still finishing its current step.
         self._device = threading.Lock()
-        self._run = on_gpu(self._run_on_device, self._duration)
+        self._on_device = on_gpu(self._edit_on_device, self._duration, service.zerogpu)
 
     # ---------------------------------------------------------------- cancel
     def _event(self, key: str) -> threading.Event:
@@ -252,22 +257,24 @@ class Runner:
         return "Cancelling: a queued edit is dropped, a running one stops after the current step..."
 
     # ---------------------------------------------------------------- edit
-    def _duration(self, path: str, spec: EditSpec, preset: str, start: float, end: float | None,
-                  max_frames: int | None, *args: Any) -> int:
-        return self.service.estimate_seconds(preset, max_frames)
+    @staticmethod
+    def _duration(plan: RunPlan, aligned: AlignedClip, progress: gr.Progress, session: str) -> int:
+        return plan.estimate.seconds  # the service's cost model; plan() already refused what cannot fit
 
-    def _run_on_device(self, path: str, spec: EditSpec, preset: str, start: float, end: float | None,
-                       max_frames: int | None, overrides: dict[str, int] | None, progress: gr.Progress,
-                       session: str, stride: int | None = None, max_side: int | None = None) -> PipelineResult:
-        # Plain, picklable arguments: on ZeroGPU this runs in a worker process (where cancelling cannot reach it).
+    @staticmethod
+    def _reporter(progress: gr.Progress) -> Callable[[float, str], None]:
         eta = EtaEstimator()
 
         def report(fraction: float, message: str) -> None:
             progress(fraction, desc=f"{message}{eta_text(eta(fraction, message))}")
 
-        config = self.service.config_for(preset, spec, overrides) if overrides else None
-        return self.service.run(path, spec, preset, start, end, max_frames, config, report,
-                                self._event(session).is_set, stride=stride, max_side=max_side)
+        return report
+
+    def _edit_on_device(self, plan: RunPlan, aligned: AlignedClip, progress: gr.Progress,
+                        session: str) -> EditedClip:
+        # Plain, picklable arguments and result: on ZeroGPU this runs in a worker process, which cancelling cannot
+        # reach (the Cancel button then acts once the call returns).
+        return self.service.edit_on_device(plan, aligned, self._reporter(progress), self._event(session).is_set)
 
     def edit_handler(self, domain: str) -> Callable[..., Any]:
         def edit(values: dict[str, Any], request: gr.Request | None, progress: gr.Progress) -> Iterator[tuple]:
@@ -317,14 +324,27 @@ class Runner:
                      if values.get("advanced") else None)
         session = getattr(request, "session_hash", None) or ""
         self._event(session).clear()
+        cancel = self._event(session).is_set
         t0 = time.perf_counter()
+        report = self._reporter(progress)
         try:
+            # Checks and the GPU-time estimate first: a job ZeroGPU cannot hold is refused before any work.
+            config = self.service.config_for(preset, spec, overrides) if overrides else None
+            plan = self.service.plan(path, spec, preset, start, end, cap, config, report, stride=stride,
+                                     max_side=max_side)
             progress(0.0, desc="detecting and aligning the face")
-            face = self.service.preview_face(path, options)
-            yield Outputs(face=face, status="Face found and aligned (left). Editing...").values()
+            face = self.service.preview_face(path, plan.config.read)  # CPU, outside any GPU call
+            note = (f" Reserving {plan.estimate.seconds} s of ZeroGPU time (estimate) for "
+                    f"{plan.estimate.frames} frames." if self.service.zerogpu else "")
+            yield Outputs(face=face, status=f"Face found and aligned (left). Editing...{note}").values()
             with self._device:
-                result = self._run(path, spec, preset, start, end, cap, overrides, progress, session, stride,
-                                   max_side)
+                result = self.service.cached(plan)
+                if result is None:
+                    aligned = self.service.align(plan, report, cancel)  # CPU: checkpoints, frames, landmarks, crops
+                    if cancel():
+                        raise Cancelled("Cancelled.")
+                    edited = self._on_device(plan, aligned, progress, session)  # all GPU work, one call
+                    result = self.service.write(plan, aligned, edited, report, cancel)  # CPU: paste-back, encoding
         except gr.Error:
             raise
         except Cancelled:
