@@ -325,7 +325,7 @@ class Service:
     def models(self) -> PipelineModels:
         with self._lock:
             if self._models is None:
-                with repeatable(0, self.device):  # random weights (tiny set, random LPIPS backbone) are the same
+                with repeatable(0, self._placement):  # random weights (tiny set, random LPIPS backbone) are the same
                     self._models = self._build_models()  # in every process: runs repeat across processes
             return self._models
 

@@ -43,21 +43,28 @@ class _FakeResult:
 
 @pytest.fixture
 def fake_runs(monkeypatch):
-    """edit_video replaced by a fake that records its output folder and writes one file (no networks run)."""
+    """The pipeline's parts replaced by fakes (no networks run): the write part records its output folder and writes
+    one file; a strength of 0.25 fails while writing, after the folder exists."""
     seen: list[Path] = []
 
-    def edit_video(path, spec, models, output_dir, config, progress, cancel):
+    def edit_aligned(path, aligned, spec, models, config, progress, cancel):
+        time.sleep(0.3)  # long enough for two runs to overlap
+        return spec
+
+    def write_outputs(path, aligned, spec, output_dir, config, progress, cancel):
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         seen.append(out)
-        time.sleep(0.3)  # long enough for two runs to overlap
-        if spec.strength == -1:
+        if spec.strength == 0.25:
             raise RuntimeError("boom")
         (out / "edited.mp4").write_bytes(b"x")
         return _FakeResult(out)
 
-    monkeypatch.setattr(service_module, "edit_video", edit_video)
-    monkeypatch.setattr(Service, "prepare", lambda self, progress=None: None)  # no networks needed
+    monkeypatch.setattr(service_module, "align_clip", lambda *args, **kwargs: None)
+    monkeypatch.setattr(service_module, "edit_aligned", edit_aligned)
+    monkeypatch.setattr(service_module, "write_outputs", write_outputs)
+    monkeypatch.setattr(Service, "prepare", lambda self, progress=None: None)  # no checkpoints needed
+    monkeypatch.setattr(Service, "fetch_edit_checkpoints", lambda self, spec, progress=None: None)
     monkeypatch.setattr(Service, "config_for", lambda self, preset, spec, overrides=None:
                         service_module.PRESETS["Preview"].config)
     return seen
@@ -75,7 +82,7 @@ def test_each_job_gets_its_own_work_folder_and_old_results_are_deleted(tmp_path,
     remaining = [p for p in (tmp_path / "runs").iterdir()]
     assert remaining == [fake_runs[-1]]  # only the cached result's folder is kept (bounded result cache)
     with pytest.raises(RuntimeError):
-        service.run(EXAMPLE, EditSpec("angry", strength=-1))
+        service.run(EXAMPLE, EditSpec("angry", strength=0.25))
     assert [p for p in (tmp_path / "runs").iterdir()] == [fake_runs[-2]]  # a failed run leaves no folder
 
 
@@ -90,7 +97,8 @@ def test_cancel_while_queued_drops_the_job(tmp_path, monkeypatch):
     service = Service("tiny", device="cpu", workdir=tmp_path)
     calls = []
     monkeypatch.setattr(service, "preview_face", lambda path, options: np.zeros((8, 8, 3), np.uint8))
-    monkeypatch.setattr(service, "run", lambda *args, **kwargs: calls.append(args) or (_ for _ in ()).throw(
+    # the handler's first step of a run that goes ahead: checks and settings (``plan``)
+    monkeypatch.setattr(service, "plan", lambda *args, **kwargs: calls.append(args) or (_ for _ in ()).throw(
         RuntimeError("ran")))
     runner = Runner(service)
     handler = runner.edit_handler("in")

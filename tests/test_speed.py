@@ -40,9 +40,10 @@ def nets() -> dict:
 
 
 def _consistency_cfg(epochs: int, **kw) -> ConsistencyConfig:
-    # 3 frames, 2 pairs per step: one step per epoch; flow and losses at 32 px
+    # 3 frames, 2 pairs per step: one step per epoch; flow and losses at 32 px. The fresh mapper's lr 1e-3 (lr_mul 1)
+    # moves it as lr 0.1 did under StyleCLIP's lr_mul 0.01; larger steps make rounding differences grow chaotically.
     return ConsistencyConfig.in_domain(scale_factor=2, pairs_per_step=2, progress_every=10 ** 6, return_images=False,
-                                       phase1=Phase1Config(epochs=epochs, lr=0.1, alpha=1.0),
+                                       phase1=Phase1Config(epochs=epochs, lr=0.1, alpha=1.0, fresh_mapper_lr=1e-3),
                                        phase2=Phase2Config(epochs=epochs, lr=1e-2), **kw)
 
 
