@@ -266,7 +266,8 @@ def _local_candidates(ckpt: Checkpoint) -> list[Path]:
     return [base / ckpt.filename, base / Path(ckpt.filename).name, base / f"{ckpt.name}{Path(ckpt.filename).suffix}"]
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file, read in 1 MiB blocks (checkpoints, the rehearsal's blobs, the result cache's key)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -319,7 +320,7 @@ def verify(ckpt: Checkpoint, path: Path) -> Path:
         )
     want = ckpt.sha256 or prefix
     if want is not None:
-        actual = _sha256(path)
+        actual = file_sha256(path)
         if not actual.startswith(want):
             raise CheckpointFormatError(
                 f"Checkpoint '{ckpt.name}' ({where}, file {path.name}) has sha256 {actual}, expected "

@@ -230,14 +230,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _file_digest(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def hub_reachable(timeout: float = 2.0) -> bool:
     """Whether the Hugging Face Hub can be looked up (False at once on offline machines: DNS fails fast)."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
@@ -547,7 +539,7 @@ class Service:
             # ZeroGPU does not support torch.compile (it offers ahead-of-time compilation instead): run eager
             config = replace(config, consistency=replace(config.consistency, compile=False))
         key = hashlib.sha256(json.dumps({
-            "file": _file_digest(path), "spec": [spec.name, spec.strength, spec.target_text, spec.source_text],
+            "file": checkpoints.file_sha256(path), "spec": [spec.name, spec.strength, spec.target_text, spec.source_text],
             "config": repr(config), "models": self.model_set,
         }, sort_keys=True).encode()).hexdigest()[:16]
         domain = EDITS[spec.name].domain

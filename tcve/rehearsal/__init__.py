@@ -110,7 +110,7 @@ def build(root: str | Path, names: Iterable[str] = DEFAULT_NAMES,
         t = time.perf_counter()
         tmp = layouts.write_entry(ckpt, staging / f"{name}{Path(ckpt.filename).suffix}", layouts.entry_seed(name))
         size = tmp.stat().st_size
-        digest = hub_cache.sha256_of(tmp)
+        digest = checkpoints.file_sha256(tmp)
         if ckpt.repo_id:
             path = hub_cache.add_to_hub_cache(root / "hf" / "hub", ckpt.repo_id, ckpt.filename, tmp, ckpt.repo_type,
                                               ckpt.revision, sha256=digest)

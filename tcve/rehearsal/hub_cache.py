@@ -20,6 +20,8 @@ import os
 import re
 from pathlib import Path
 
+from ..checkpoints import file_sha256
+
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -32,14 +34,6 @@ def rehearsal_commit(repo_id: str) -> str:
     return hashlib.sha1(f"tcve-rehearsal:{repo_id}".encode()).hexdigest()
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def add_to_hub_cache(cache_dir: Path, repo_id: str, filename: str, source: Path, repo_type: str = "model",
                      revision: str | None = None, sha256: str | None = None) -> Path:
     """Move ``source`` into the cache as ``filename`` of ``repo_id`` at ``revision`` (default ``main``).
@@ -48,7 +42,7 @@ def add_to_hub_cache(cache_dir: Path, repo_id: str, filename: str, source: Path,
     folder = repo_folder(cache_dir, repo_id, repo_type)
     revision = revision or "main"
     commit = revision if _COMMIT.fullmatch(revision) else rehearsal_commit(repo_id)
-    etag = sha256 or sha256_of(source)
+    etag = sha256 or file_sha256(source)
     blob = folder / "blobs" / etag
     blob.parent.mkdir(parents=True, exist_ok=True)
     if blob.exists():
