@@ -14,6 +14,8 @@ if on_zerogpu():
     # anything imports torch or touches CUDA (gradio's own attempt to import it is refused while gradio loads).
     import spaces  # noqa: F401
 
+import os  # noqa: E402
+
 import gradio as gr  # noqa: E402
 
 from tcve import __version__, ui  # noqa: E402
@@ -23,11 +25,20 @@ QUEUE_SIZE = 8  # waiting jobs beyond the one running; more are refused with "qu
 # Gradio's copies of uploads and results: checked every hour, deleted when older than a day.
 CACHE_LIFETIME = (3600, 86400)
 MAX_UPLOAD_MB = 200  # larger uploads are refused before they are stored
+# Gradio's upload folder, relative to the working directory: its upload responses then name the file by this
+# relative path instead of the server's absolute temp path ($GRADIO_TEMP_DIR, where set, wins).
+UPLOAD_FOLDER = ".gradio-uploads"
 
 
 def launch_options(max_upload_mb: float = MAX_UPLOAD_MB) -> dict[str, int]:
     """``launch()`` arguments: the upload size limit (bytes)."""
     return {"max_file_size": int(max_upload_mb * 2**20)}
+
+
+def use_relative_upload_folder(folder: str = UPLOAD_FOLDER) -> str:
+    """Point Gradio's upload folder at ``folder`` (relative) unless ``$GRADIO_TEMP_DIR`` is set; call before
+    ``launch()``, which reads it. Returns the folder in use."""
+    return os.environ.setdefault("GRADIO_TEMP_DIR", folder)
 
 DESCRIPTION = (
     "# tcve: temporally consistent semantic editing of face videos\n"
@@ -165,17 +176,22 @@ def build_demo(service: Service | None = None) -> gr.Blocks:
         outputs = [face, edited, direct, side, files, table, curves, xt, metrics, status]
         # Progress shows on the result videos only: the aligned face (first output) stays visible during the run.
         run = dict(outputs=outputs, concurrency_limit=1, concurrency_id="gpu", show_progress_on=[edited, direct])
+        # The job's queue ticket (from ``submitted``, a step outside the queue) rides along with its inputs, so
+        # Cancel can drop it while it waits.
+        ticket = gr.Number(0, precision=0, visible=False)  # 0: none
         for c, domain, name in ((in_c, "in", "edit"), (out_c, "out", "stylize")):
-            inputs = [video, c["edit"], c["text"], c["source_text"], c["strength"], *shared]
+            inputs = [video, c["edit"], c["text"], c["source_text"], c["strength"], *shared, ticket]
             handler = runner.edit_handler(domain)
-            # submitted (outside the queue) notes when the job was queued, so Cancel can drop it while it waits
-            c["button"].click(runner.submitted, None, None, queue=False, api_visibility="private").then(
+            c["button"].click(runner.submitted, None, ticket, queue=False, api_visibility="private").then(
                 handler, inputs, api_name=name, **run)
             if domain == "in":
-                examples.load_input_event.then(runner.submitted, None, None, queue=False,
+                examples.load_input_event.then(runner.submitted, None, ticket, queue=False,
                                                api_visibility="private").then(
                     handler, inputs, api_visibility="undocumented", **run)
         cancel.click(runner.cancel, None, status, queue=False, api_name="cancel")
+        # API clients take a ticket the same way and pass it as /edit's queue_ticket; /cancel then drops the job
+        # while it waits (gradio_client's own job.cancel() leaves a queued job to run on the server).
+        gr.api(runner.submitted, api_name="queue_ticket", queue=False)
 
         def preset_changed(name: str) -> list:
             values = service.settings(name, "in")
@@ -197,4 +213,5 @@ def startup(service: Service | None = None) -> Service:
 
 
 if __name__ == "__main__":
+    use_relative_upload_folder()
     build_demo(startup()).launch(**launch_options())

@@ -11,12 +11,18 @@ steps) and E_warp of the rendered codes (flows of the input clip).
 
     python -m bench.phase1_fresh_mapper               # 9 frames, 10 epochs, seed 0
     python -m bench.phase1_fresh_mapper --fresh-lrs 0.005 0.01   # and other fresh-mapper lrs
+    python -m bench.phase1_fresh_mapper --domain out --epochs 5 --fresh-lrs 0.05 0.5   # the sketch style
+
+``--domain out``: the demo 'sketch' style generator renders the unedited codes (W_edit = W_inv, as the paper's
+out-of-domain path), phase 1 at ``ConsistencyConfig.out_of_domain()`` (lr 0.005, alpha 0.04, lambda_rf 0.1, no PD
+masks); the first row is those defaults.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -42,10 +48,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--domain", choices=("in", "out"), default="in")
     parser.add_argument("--fresh-lrs", type=float, nargs="*", default=[],
                         help="also run the new parameterisation at these fresh_mapper_lr values")
     args = parser.parse_args()
-    variants = dict(VARIANTS)
+    variants = dict(VARIANTS) if args.domain == "in" else {"out-of-domain defaults: lr 0.005, L_rf on alpha*M": {}}
     variants.update({f"lr_mul 1, lr {lr:g}, L_rf on alpha*M": dict(fresh_mapper_lr=lr) for lr in args.fresh_lrs})
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -54,26 +61,33 @@ def main() -> None:
     inputs = frames_to_image(frames)
     with torch.no_grad():
         w = nets.encoder(inputs)
-    direction = demo_edit_loaders().direction("interfacegan-smiling")
-    w_edit = w + 3.0 * direction.view(1, 1, -1)
+    loaders = demo_edit_loaders()
+    if args.domain == "in":
+        generator, w_edit = nets.generator, w + 3.0 * loaders.direction("interfacegan-smiling").view(1, 1, -1)
+    else:
+        generator, w_edit = loaders.generator("nada-sketch"), w
     lpips = SpatialLPIPS("alex", backbone="random")
     flow = DisFlow("medium")
     jitter = float((w_edit[1:] - w_edit[:-1]).abs().mean())
-    direct = warping_error(render(nets.generator, w_edit), inputs, flow).mean
+    direct = warping_error(render(generator, w_edit), inputs, flow).mean
     print(f"clip: {args.frames} frames, mean |W_t+1 - W_t| = {jitter:.3e}, direct-edit E_warp = {direct:.3e}\n")
     print("| fresh mapper | mean abs(W^ - W) | max | loss epoch 1 | loss last epoch | change | E_warp | s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     steps = args.frames - 1
     for label, options in variants.items():
-        cfg = ConsistencyConfig.in_domain(progress_every=1000, phase1=Phase1Config(epochs=args.epochs, alpha=0.04,
-                                                                                  **options))
+        if args.domain == "in":
+            cfg = ConsistencyConfig.in_domain(progress_every=1000,
+                                              phase1=Phase1Config(epochs=args.epochs, alpha=0.04, **options))
+        else:
+            base = ConsistencyConfig.out_of_domain(progress_every=1000)
+            cfg = replace(base, phase1=replace(base.phase1, epochs=args.epochs, **options))
         start = time.perf_counter()
-        res = run_phase1(nets.generator, w_edit, inputs, flow, lpips, cfg)
+        res = run_phase1(generator, w_edit, inputs, flow, lpips, cfg)
         seconds = time.perf_counter() - start
         loss = np.array(res.history["loss"])
         first, last = loss[:steps].mean(), loss[-steps:].mean()
         moved = (res.latents - w_edit).abs()
-        ewarp = warping_error(render(nets.generator, res.latents), inputs, flow).mean
+        ewarp = warping_error(render(generator, res.latents), inputs, flow).mean
         print(f"| {label} | {moved.mean():.2e} | {moved.max():.2e} | {first:.4f} | {last:.4f} | "
               f"{last / first - 1:+.1%} | {ewarp:.3e} | {seconds:.0f} |")
 

@@ -187,8 +187,7 @@ def run_gradio(service, clip: Path, frames: int, steps: int, edit: str = "angry"
     """One edit through the app's Gradio API (Blocks on 127.0.0.1, gradio_client), closed afterwards."""
     from gradio_client import Client, handle_file
 
-    sys.path.insert(0, str(ROOT)) if str(ROOT) not in sys.path else None
-    import app
+    import app  # the repository root is on sys.path under ``python -m bench.rehearsal``
 
     demo = app.build_demo(service)
     demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
@@ -219,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="which checkpoints to write (all: every mapper and style, ~6.5 GB)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--gradio", action="store_true", help="also run one edit through the Gradio API")
+    parser.add_argument("--costs-out", type=Path, help="--from-crops: write the measured per-unit GPU costs here "
+                        "(JSON for $TCVE_GPU_COSTS)")
     parser.add_argument("--from-crops", action="store_true",
                         help="torch-only run from synthetic aligned crops (no video, landmarks, gradio, lpips, "
                              "open_clip)")
@@ -228,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         forwarded = ["--root", str(args.root), "--frames", str(args.frames), "--preset", args.preset,
                      "--device", args.device, "--edits", args.edits, "--steps", str(args.steps)]
+        if args.costs_out is not None:
+            forwarded += ["--costs-out", str(args.costs_out)]
         return crops_main(forwarded)
 
     from tcve import rehearsal

@@ -100,7 +100,10 @@ STAGES = ("invert", "edit", "consistency", "stitch")
 
 
 def rehearse_from_crops(root: Path, frames: int, preset: str, steps: int, device: str,
-                        kinds: Sequence[str] = TORCH_ONLY_KINDS, stages: Sequence[str] = STAGES) -> list[Row]:
+                        kinds: Sequence[str] = TORCH_ONLY_KINDS, stages: Sequence[str] = STAGES,
+                        costs_out: Path | None = None) -> list[Row]:
+    """The rows of the table; with ``costs_out``, the first in-domain edit's stage times as per-unit GPU costs
+    (``tcve.gpu_costs.fit_costs``) written there, for ``$TCVE_GPU_COSTS``."""
     from tcve import checkpoints, rehearsal
     from tcve.rehearsal import layouts
 
@@ -155,16 +158,37 @@ def rehearse_from_crops(root: Path, frames: int, preset: str, steps: int, device
                 inversion = inversions[domain]
                 edit = stage("edit", lambda: apply_edit(EditSpec(name), inversion.w_plus, inversion.generator,
                                                         base_generator=generator, config=edit_cfg))
-                if "consistency" not in stages:
-                    continue
                 ccfg = _consistency(domain, name, generator.size, epochs, pairs)
-                result = stage("consistency", lambda: run_consistency(edit.generator, edit.w_plus, inputs, flow, lpips,
-                                                                      ccfg, mapper=edit.mapper))
-                if domain == "in" and "stitch" in stages:
-                    images = result.images if result.images is not None else render(result.generator, result.latents)
-                    stage("stitch", lambda: stitch_tune(result.generator, result.latents, inputs, stitch_cfg,
-                                                        edited=images))
+                if "consistency" in stages:
+                    result = stage("consistency", lambda: run_consistency(edit.generator, edit.w_plus, inputs, flow,
+                                                                          lpips, ccfg, mapper=edit.mapper))
+                    if domain == "in" and "stitch" in stages:
+                        images = (result.images if result.images is not None
+                                  else render(result.generator, result.latents))
+                        stage("stitch", lambda: stitch_tune(result.generator, result.latents, inputs, stitch_cfg,
+                                                            edited=images))
+                if domain == "in" and costs_out is not None:
+                    write_costs(costs_out, rows, name, frames, generator.size, cfg, stitch_cfg, ccfg, dev)
+                    costs_out = None  # the first in-domain edit only
     return rows
+
+
+def write_costs(path: Path, rows: Sequence[Row], edit: str, frames: int, size: int, inversion_cfg, stitch_cfg,
+                consistency_cfg, device: torch.device) -> None:
+    """The measured stage times of ``edit`` as per-unit costs (``GpuCosts`` JSON)."""
+    from tcve.gpu_costs import MeasuredRun, fit_costs
+
+    seconds = {r.stage: r.seconds for r in rows if r.edit == edit}
+    load = next((r.seconds for r in rows if r.stage.startswith("load")), None)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    run = MeasuredRun(frames=frames, size=size, pti_passes=inversion_cfg.pti.steps if inversion_cfg.pti else 0,
+                      stitch_steps=stitch_cfg.steps, consistency_config=consistency_cfg,
+                      invert=seconds.get("invert", 0.0), edit=seconds.get("edit", 0.0),
+                      consistency=seconds.get("consistency", 0.0), stitch=seconds.get("stitch", 0.0), start=load)
+    source = (f"measured: bench/rehearsal_crops.py on {name}, torch {torch.__version__}, {frames} frames at {size} px, "
+              f"edit {edit}, {time.strftime('%Y-%m-%d')}")
+    fit_costs(run, source=source).save(path)
+    print(f"GPU costs fitted from the {edit} run: {path}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--edits", default=",".join(TORCH_ONLY_KINDS))
     parser.add_argument("--stages", default=",".join(STAGES),
                         help="invert,edit[,consistency[,stitch]] (fewer: a quicker smoke run)")
+    parser.add_argument("--costs-out", type=Path,
+                        help="write the in-domain edit's per-unit costs here (JSON for $TCVE_GPU_COSTS)")
     args = parser.parse_args(argv)
     kinds = [k.strip() for k in args.edits.split(",") if k.strip() in TORCH_ONLY_KINDS]
     skipped = [k.strip() for k in args.edits.split(",") if k.strip() and k.strip() not in TORCH_ONLY_KINDS]
@@ -185,7 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     preset = {"Paper settings": "paper", "Preview": "preview"}.get(args.preset, args.preset.lower())
     t = time.perf_counter()
     stages = [x.strip() for x in args.stages.split(",") if x.strip()]
-    rows = rehearse_from_crops(args.root, args.frames, preset, args.steps, args.device, kinds, stages)
+    rows = rehearse_from_crops(args.root, args.frames, preset, args.steps, args.device, kinds, stages,
+                               args.costs_out)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else "CPU"
     print_table(rows, f"Rehearsal from crops ({device}, {args.frames} frames at 1024, preset {preset}, "
                       f"steps {args.steps or 'preset'}; total {time.perf_counter() - t:.0f} s). Command: "

@@ -45,6 +45,7 @@ from .invert import render, with_pti_steps
 from .identity import embed, identity_scores
 from .metrics import consecutive_flows, lpips_fidelity, resize_square, warping_error_from_flows
 from .pipeline import PipelineConfig, PipelineModels, consistency_config_for, prepare_clip
+from .results_files import write_results
 from .smoothing import SmoothingConfig, smooth_latents
 from .video import probe
 
@@ -597,10 +598,6 @@ def run_from_args(args: argparse.Namespace) -> int:
     markdown = to_markdown(result)
     print(markdown)
     if args.out_dir:
-        out = Path(args.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.md").write_text(markdown)
-        (out / "results.csv").write_text(to_csv(result))
-        (out / "command.txt").write_text(_command_line() + "\n")
-        print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'command.txt'}")
+        paths = write_results(args.out_dir, markdown, to_csv(result), _command_line())
+        print(f"wrote {', '.join(str(p) for p in paths)}")
     return EXIT_OK if result.rows else EXIT_BAD_INPUT

@@ -45,6 +45,7 @@ from .invert import OUT_OF_DOMAIN, Inversion, InversionConfig, invert_video, ren
 from .metrics import (consecutive_flows, frames_to_images, images_to_frames, lpips_fidelity, resize_square,
                       warping_error_from_flows)
 from .pipeline import PipelineModels
+from .results_files import write_results
 
 log = logging.getLogger(__name__)
 
@@ -615,16 +616,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     markdown = to_markdown(result)
     print(markdown)
     if args.out_dir:
-        out = Path(args.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.md").write_text(markdown)
-        (out / "results.csv").write_text(to_csv(result))
         argv_list = list(sys.argv[1:] if argv is None else argv)
         command = shlex.join(["python", "-m", "bench.demo_gt", *argv_list]) + "\n"
         if args.combine:  # the parts' own commands first: together they reproduce the table
             earlier = [Path(p).with_name("command.txt") for p in args.combine]
             command = "".join(c.read_text() for c in earlier if c.exists()) + command
-        (out / "command.txt").write_text(command)
+        write_results(args.out_dir, markdown, to_csv(result), command)
     return 0
 
 

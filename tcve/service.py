@@ -14,7 +14,7 @@ reference (``python -m tcve metrics``).
 A run has three parts so that only the middle one needs a GPU (one ``@spaces.GPU`` call on ZeroGPU, see ``tcve.ui``):
 ``plan`` (checks, settings, the GPU-time estimate; refuses a job that cannot fit a ZeroGPU call) and ``align`` (CPU:
 checkpoints fetched, frames read, landmarks, crops), then ``edit_on_device`` (inversion .. metrics), then ``write``
-(CPU: paste-back and encoding). ``GpuCosts`` is the cost model behind ``estimate_gpu``.
+(CPU: paste-back and encoding). ``tcve.gpu_costs`` holds the cost model behind the estimate.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from .cache import StageCache
 from .edit import (EDITS, EditConfig, EditLoaders, EditSpec, NadaTrainConfig, TextEditConfig, UnknownEdit,
                    edit_availability, source_note)
 from .errors import BadRequest, CheckpointUnavailable, EditUnavailable, NoFaceFound, TcveError
+from .gpu_costs import COSTS_ENV, GpuCosts, GpuEstimate, estimate_gpu
 from .invert import InversionConfig, PTIConfig
 from .pipeline import (AlignedClip, CancelFn, EditedClip, PipelineConfig, PipelineModels, PipelineResult, ProgressFn,
                        align_clip, edit_aligned, repeatable, write_outputs)
@@ -130,81 +131,8 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class GpuCosts:
-    """GPU seconds per unit of work at ``reference_side`` (1024) on an H100/H200-class GPU, tcve as written today
-    (eager, fp32). These are ESTIMATES, not measurements (no GPU was available to this project): issue 12's FLOP
-    counts of the official iteration counts, timed at the upper end of its launch-bound ranges. PTI: 200 passes x 150
-    frames (30,000 frame passes, ~37,000 TFLOP) in 7-22 min; phases 1-3: 1,490 + 447 pair steps and 7,500 stitching
-    steps (~6,300 TFLOP, about half of it stitching) in 2-5 min. Smaller generators scale with their pixel count.
-    """
-
-    pti_frame_pass: float = 0.044  # 22 min / 30,000 frame passes
-    consistency_pair: float = 0.078  # ~1.6 TFLOP per (anchor, frame) pair step at the ~21 TFLOP/s of "5 min"
-    stitch_step: float = 0.020  # ~0.42 TFLOP per one-frame stitching step, same rate
-    per_frame: float = 0.05  # encoder, the direct edit, the baseline and the metrics (RAFT and LPIPS at 256)
-    text_step: float = 0.2  # in-domain free text: 4 keyframes through G and CLIP, forward and backward
-    nada_step: float = 0.15  # free-text style: frozen and tuned G on 2 codes, forward and backward
-    start: float = 20.0  # worker start-up, weights onto the GPU, the edit's networks from the disk cache
-    margin: float = 1.25  # a call that runs past its duration may be aborted: reserve a quarter more
-    reference_side: int = 1024
-
-
-@dataclass(frozen=True)
-class GpuEstimate:
-    """The GPU time a run reserves: ``stages`` (seconds, before the margin), ``seconds`` (what ``@spaces.GPU`` is
-    asked for) and ``per_frame`` (the part that grows with each frame, with the margin)."""
-
-    stages: dict[str, float]
-    seconds: int
-    per_frame: float
-    frames: int
-    margin: float
-
-    def describe(self) -> str:
-        parts = ", ".join(f"{k} {v:.0f} s" for k, v in self.stages.items() if v >= 0.5)
-        return f"{parts}, plus {100 * (self.margin - 1):.0f}% margin"
-
-
 class JobTooLong(TcveError):
     """A job that cannot fit one ZeroGPU call; refused before any work."""
-
-
-def estimate_gpu(config: PipelineConfig, n_frames: int, size: int, domain: str, kind: str,
-                 costs: GpuCosts = GpuCosts()) -> GpuEstimate:
-    """GPU seconds of a run of ``n_frames`` frames with ``config`` (consistency resolved) at generator side ``size``."""
-    frames = max(1, int(n_frames))
-    scale = (size / costs.reference_side) ** 2
-    pti = config.inversion.pti if domain == "in" else None
-    cons = config.consistency or ConsistencyConfig()
-    per_pair = costs.consistency_pair * scale
-
-    def pairs(epochs: int) -> float:  # every step renders the anchor and pairs_per_step frames (batch topped up)
-        k = max(1, min(cons.pairs_per_step, frames - 1))
-        return epochs * -(-(frames - 1) // k) * k if frames >= 2 else 0
-
-    p1 = config.run_consistency and cons.run_phase1 and frames >= 2
-    p2 = config.run_consistency and cons.run_phase2 and frames >= 2
-    stitch = config.stitch is not None and domain == "in" and config.run_consistency
-    per_frame = {
-        "PTI": pti.steps * costs.pti_frame_pass * scale if pti is not None else 0.0,
-        "phase 1": cons.phase1.epochs * per_pair if p1 else 0.0,
-        "phase 2": cons.phase2.epochs * per_pair if p2 else 0.0,
-        "stitching": config.stitch.steps * costs.stitch_step * scale if stitch and config.stitch else 0.0,
-        "per-frame work": costs.per_frame * scale,
-    }
-    stages = {"start-up": costs.start}
-    if kind == "text":
-        stages["free-text edit"] = config.edit.text.steps * costs.text_step * scale
-    elif kind == "text-nada":
-        stages["free-text style"] = config.edit.nada.steps * costs.nada_step * scale
-    stages["PTI"] = per_frame["PTI"] * frames
-    stages["phase 1"] = pairs(cons.phase1.epochs) * per_pair if p1 else 0.0
-    stages["phase 2"] = pairs(cons.phase2.epochs) * per_pair if p2 else 0.0
-    stages["stitching"] = per_frame["stitching"] * frames
-    stages["per-frame work"] = per_frame["per-frame work"] * frames
-    seconds = int(-(-sum(stages.values()) * costs.margin // 1))
-    return GpuEstimate(stages, seconds, sum(per_frame.values()) * costs.margin, frames, costs.margin)
 
 
 def check_fits(estimate: GpuEstimate, limits: ZeroGPULimits) -> None:
@@ -288,11 +216,15 @@ class Service:
     @classmethod
     def from_env(cls) -> Service:
         """``TCVE_MODELS`` = ffhq | demo | tiny | auto (default): ffhq when its checkpoints are cached here or the Hub
-        can be reached (they are then fetched on first use), else the bundled demo pack, else tiny."""
+        can be reached (they are then fetched on first use), else the bundled demo pack, else tiny.
+        ``TCVE_GPU_COSTS``: a measured cost file (``GpuCosts.load``) that sizes the ZeroGPU duration instead of the
+        built-in estimates."""
         choice = os.environ.get("TCVE_MODELS", "auto")
         if choice == "auto":
             choice = cls.default_model_set()
-        return cls(models=choice, device=os.environ.get("TCVE_DEVICE", "auto"))
+        costs_file = os.environ.get(COSTS_ENV)
+        costs = GpuCosts.load(costs_file) if costs_file else GpuCosts()
+        return cls(models=choice, device=os.environ.get("TCVE_DEVICE", "auto"), costs=costs)
 
     @staticmethod
     def default_model_set() -> str:

@@ -7,12 +7,12 @@ The only module of the package that imports gradio. No tensor work here: everyth
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
 import math
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +32,10 @@ OOM_MESSAGE = ("Out of memory. Retry with fewer frames (lower the frame cap or t
                "or lower advanced settings (pairs per step, PTI passes).")
 
 # The parameters of the /edit and /stylize endpoints, in the order of their input components.
+# ``queue_ticket`` (last, optional) is what the app's ``submitted`` step handed out when the job was queued.
 EDIT_PARAMS = ("video", "edit", "text", "source_text", "strength", "preset", "start", "end", "max_frames",
-               "stride", "max_side", "advanced", *(s.key for s in SETTINGS))
+               "stride", "max_side", "advanced", *(s.key for s in SETTINGS), "queue_ticket")
+MAX_CANCELLED_SESSIONS = 4096  # sessions whose last cancel is remembered (the oldest are forgotten first)
 
 
 # An absolute path in a message (POSIX, or a Windows drive path): the app shows its last part only.
@@ -223,10 +225,11 @@ class Runner:
         self.service = service
         self._cancel: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
-        # Cancel while queued: the button's click first records when the job was queued (a step outside the queue,
-        # ``submitted``); a job whose session cancelled after that is dropped when its turn comes.
-        self._submitted: dict[str, deque[float]] = {}
-        self._cancelled_at: dict[str, float] = {}
+        # Cancel while queued: the button's click first takes a numbered ticket (a step outside the queue,
+        # ``submitted``) that travels with the job's inputs; Cancel drops every job of its session whose ticket was
+        # handed out before it. Nothing is kept per queued job, so a job the full queue refuses leaves nothing behind.
+        self._tickets = itertools.count(1)
+        self._cancelled_upto: dict[str, int] = {}
         # One run at a time, even when a cancelled run's thread is still finishing its current step.
         self._device = threading.Lock()
         self._on_device = on_gpu(self._edit_on_device, self._duration, service.zerogpu)
@@ -236,23 +239,25 @@ class Runner:
         with self._lock:
             return self._cancel.setdefault(key, threading.Event())
 
-    def submitted(self, request: gr.Request) -> None:
-        """Called outside the queue when an edit is queued (before it waits for its turn)."""
-        session = getattr(request, "session_hash", None) or ""
+    def submitted(self) -> int:
+        """Called outside the queue when an edit is queued (before it waits for its turn): the job's ticket."""
         with self._lock:
-            self._submitted.setdefault(session, deque()).append(time.monotonic())
+            return next(self._tickets)
 
-    def _dropped(self, session: str) -> bool:
-        """Whether the job starting now was cancelled while it waited in the queue (and forget its queue time)."""
+    def _dropped(self, session: str, ticket: Any) -> bool:
+        """Whether the job starting now was cancelled while it waited in the queue. A job without a ticket (0: an
+        API client that did not take one from ``/queue_ticket``) cannot be told apart from a later one: it runs."""
+        number = _number(ticket, 0.0) or 0.0
         with self._lock:
-            queue = self._submitted.get(session)
-            queued_at = queue.popleft() if queue else time.monotonic()
-            return self._cancelled_at.get(session, -math.inf) >= queued_at
+            return 1 <= number <= self._cancelled_upto.get(session, 0)
 
     def cancel(self, request: gr.Request) -> str:
         session = getattr(request, "session_hash", None) or ""
         with self._lock:
-            self._cancelled_at[session] = time.monotonic()
+            self._cancelled_upto.pop(session, None)  # re-inserted last: the dict stays in order of last cancel
+            self._cancelled_upto[session] = next(self._tickets)
+            while len(self._cancelled_upto) > MAX_CANCELLED_SESSIONS:
+                del self._cancelled_upto[next(iter(self._cancelled_upto))]
         self._event(session).set()
         return "Cancelling: a queued edit is dropped, a running one stops after the current step..."
 
@@ -303,7 +308,7 @@ class Runner:
     def _edit(self, domain: str, values: dict[str, Any], request: gr.Request | None,
               progress: gr.Progress) -> Iterator[tuple]:
         session = getattr(request, "session_hash", None) or ""
-        if self._dropped(session):  # first: every queued job takes its own queue time, whatever fails next
+        if self._dropped(session, values.get("queue_ticket")):
             raise gr.Error("Cancelled while waiting in the queue: nothing was run.", print_exception=False)
         path = values.get("video")
         if not path:

@@ -14,6 +14,7 @@ import pytest
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 import app  # noqa: E402
+from tcve import ui  # noqa: E402
 from tcve.service import Service  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -26,16 +27,30 @@ LIGHT = {"PTI passes": 1, "stitching steps": 1}
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory):
-    demo = app.build_demo(Service("tiny", device="cpu", workdir=tmp_path_factory.mktemp("browser-outputs")))
-    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
-    try:
-        yield demo.local_url
-    finally:
-        demo.close()
+def tickets() -> list:
+    """The queue tickets the edit handler received (what lets Cancel drop a queued job)."""
+    return []
 
 
-def test_example_runs_in_chromium(url: str, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory, tickets: list):
+    dropped = ui.Runner._dropped
+
+    def spy(runner: ui.Runner, session: str, ticket: object) -> bool:
+        tickets.append(ticket)
+        return dropped(runner, session, ticket)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ui.Runner, "_dropped", spy)
+        demo = app.build_demo(Service("tiny", device="cpu", workdir=tmp_path_factory.mktemp("browser-outputs")))
+        demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+        try:
+            yield demo.local_url
+        finally:
+            demo.close()
+
+
+def test_example_runs_in_chromium(url: str, tickets: list, tmp_path: Path) -> None:
     with playwright_api.sync_playwright() as pw:
         # a persistent context is how Playwright takes an explicit --user-data-dir
         browser = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
@@ -90,3 +105,4 @@ def test_example_runs_in_chromium(url: str, tmp_path: Path) -> None:
     assert overlay_elsewhere  # progress still shows, on the result video
     assert f"{FRAMES} frames at 25 fps" in status
     assert "stitch" in status and "E_warp direct" in status
+    assert len(tickets) == 1 and tickets[0] >= 1  # the browser sent the ticket its click took, with the inputs

@@ -13,6 +13,7 @@ import torch
 from tcve import service as service_module
 from tcve.cache import StageCache
 from tcve.edit import EditSpec
+from tcve.errors import TcveError
 from tcve.service import Service
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.mp4"
@@ -103,29 +104,81 @@ def test_cancel_while_queued_drops_the_job(tmp_path, monkeypatch):
     runner = Runner(service)
     handler = runner.edit_handler("in")
     values = {"video": str(EXAMPLE), "edit": "angry", "preset": "Preview"}
-    args = [values.get(name) for name in EDIT_PARAMS]
 
-    def edit():
-        return list(handler(*args, _Request(), lambda *a, **k: None))
+    def edit(ticket):
+        values["queue_ticket"] = ticket
+        return list(handler(*[values.get(name) for name in EDIT_PARAMS], _Request(), lambda *a, **k: None))
 
-    runner.submitted(_Request())  # queued behind someone else's job
+    queued = runner.submitted()  # queued behind someone else's job
     runner.cancel(_Request())  # ... and cancelled while it waits
     with pytest.raises(gr.Error, match="Cancelled while waiting in the queue"):
-        edit()
+        edit(queued)
     assert calls == []  # on main: it ran after "Cancelling after the current step..."
-    runner.submitted(_Request())  # a new job after the cancel runs
     with pytest.raises(gr.Error, match="ran"):
-        edit()
+        edit(runner.submitted())  # a new job after the cancel runs
     assert len(calls) == 1
 
+    refused = runner.submitted()  # its job was refused by the full queue: it never starts
+    runner.cancel(_Request())  # the user cancels something else
+    later = runner.submitted()
+    with pytest.raises(gr.Error, match="ran"):
+        edit(later)  # before: the refused job's queue time was taken for this one, which was dropped
+    assert len(calls) == 2 and refused < later
+    with pytest.raises(gr.Error, match="ran"):
+        edit(None)  # no ticket (an API client calling /edit itself): never dropped by the session's cancel
 
-def test_app_limits_uploads_and_gives_cached_files_a_lifetime(tmp_path):
+
+def test_an_api_client_drops_its_queued_job_with_a_ticket(tmp_path, monkeypatch):
+    pytest.importorskip("gradio")
+    from gradio_client import Client, handle_file
+
+    import app
+
+    service = Service("tiny", device="cpu", workdir=tmp_path)
+    started, release = [], threading.Event()
+
+    def plan(path, spec, *args, **kwargs):  # the first step of a run: hold the first job, then fail fast
+        started.append(spec.strength)
+        release.wait(30)
+        raise TcveError("stopped here")
+
+    monkeypatch.setattr(service, "plan", plan)
+    monkeypatch.setattr(service, "preview_face", lambda path, options: np.zeros((8, 8, 3), np.uint8))
+    demo = app.build_demo(service)
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        video = handle_file(str(EXAMPLE))
+        first = client.submit(video=video, edit="angry", strength=0.05, api_name="/edit")
+        deadline = time.monotonic() + 30
+        while not started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ticket = client.predict(api_name="/queue_ticket")
+        second = client.submit(video=video, edit="angry", strength=0.07, queue_ticket=ticket, api_name="/edit")
+        time.sleep(0.5)  # the second job waits in gradio's queue, behind the first
+        client.predict(api_name="/cancel")
+        release.set()
+        with pytest.raises(Exception, match="stopped here"):
+            first.result(timeout=60)  # the running job went on to its own end
+        with pytest.raises(Exception, match="Cancelled while waiting in the queue"):
+            second.result(timeout=60)
+        assert started == [0.05]  # the queued job never started (gradio_client's job.cancel() lets it run)
+    finally:
+        release.set()
+        demo.close()
+
+
+def test_app_limits_uploads_and_gives_cached_files_a_lifetime(tmp_path, monkeypatch):
     pytest.importorskip("gradio")
     import httpx
 
     import app
 
-    demo = app.build_demo(Service("tiny", device="cpu", workdir=tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "unset")  # recorded, so the variable is gone again after the test
+    monkeypatch.delenv("GRADIO_TEMP_DIR")
+    assert app.use_relative_upload_folder() == app.UPLOAD_FOLDER
+    demo = app.build_demo(Service("tiny", device="cpu", workdir=tmp_path / "runs"))
     assert demo.delete_cache == app.CACHE_LIFETIME and all(v > 0 for v in app.CACHE_LIFETIME)
     assert any(getattr(fn.fn, "__name__", "") == "submitted" and not fn.queue for fn in demo.fns.values())
     demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **app.launch_options(0.5))
@@ -136,6 +189,10 @@ def test_app_limits_uploads_and_gives_cached_files_a_lifetime(tmp_path):
         small = httpx.post(demo.local_url.rstrip("/") + "/gradio_api/upload",
                            files={"files": ("ok.mp4", b"\0" * 1000, "video/mp4")}, timeout=30)
         assert small.status_code == 200
+        (stored,) = small.json()
+        # before: the server's absolute temp path (/tmp/gradio/<sha256>/ok.mp4); now relative, the file's name last
+        assert not Path(stored).is_absolute() and Path(stored).parts[0] == app.UPLOAD_FOLDER, stored
+        assert Path(stored).name == "ok.mp4" and (tmp_path / stored).is_file()
     finally:
         demo.close()
 

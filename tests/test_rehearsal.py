@@ -301,14 +301,17 @@ def test_reduced_rehearsal_runs_every_edit_kind_at_1024(offline_env: rehearsal.R
 
 
 @pytest.mark.slow
-def test_from_crops_rehearsal_needs_only_torch_packages(cache: rehearsal.Rehearsal) -> None:
+def test_from_crops_rehearsal_needs_only_torch_packages(cache: rehearsal.Rehearsal, tmp_path: Path) -> None:
     """The GPU script's path on a CPU, in a fresh interpreter where gradio, mediapipe, av, lpips, open_clip and
-    OpenCV cannot be imported."""
+    OpenCV cannot be imported; its measured stage times become a cost file for $TCVE_GPU_COSTS."""
+    from tcve.gpu_costs import GpuCosts
+
+    costs_file = tmp_path / "costs.json"
     blocked = ["gradio", "gradio_client", "mediapipe", "av", "lpips", "open_clip", "cv2", "face_alignment"]
     code = (f"import sys\nfor m in {blocked!r}: sys.modules[m] = None\n"
             "from bench.rehearsal_crops import main\n"
             f"main(['--root', {str(cache.root)!r}, '--frames', '2', '--steps', '1', '--edits', 'direction', "
-            "'--stages', 'invert,edit', '--device', 'cpu'])\n"
+            f"'--stages', 'invert,edit', '--device', 'cpu', '--costs-out', {str(costs_file)!r}])\n"
             f"assert not any(sys.modules.get(m) for m in {blocked!r})\n")
     env = {k: v for k, v in os.environ.items() if k != checkpoints.ENV_CHECKPOINT_DIR}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -317,6 +320,12 @@ def test_from_crops_rehearsal_needs_only_torch_packages(cache: rehearsal.Rehears
     # invert (e4e + one PTI pass at 1024) and the edit ran; consistency and stitching run in the Service test
     table = [line for line in done.stdout.splitlines() if line.startswith("| smile |")]
     assert [line.split("|")[2].strip() for line in table] == ["invert", "edit"]
+    invert_seconds = float(table[0].split("|")[3])
+    costs = GpuCosts.load(costs_file)
+    assert costs.source.startswith("measured: bench/rehearsal_crops.py on CPU")
+    # one PTI pass over 2 frames at 1024; the stages that did not run keep the model's figures
+    assert costs.pti_frame_pass == pytest.approx(invert_seconds / 2, abs=0.06)
+    assert (costs.consistency_pair, costs.stitch_step) == (GpuCosts().consistency_pair, GpuCosts().stitch_step)
 
 
 def test_gradio_leg_of_the_bench_runs_an_edit_through_the_api(tmp_path: Path) -> None:

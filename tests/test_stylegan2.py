@@ -68,7 +68,15 @@ def test_256_structure():
     assert (g.n_latent, g.num_layers) == (14, 13)
     assert g.channels == {4: 512, 8: 512, 16: 512, 32: 512, 64: 512, 128: 256, 256: 128}
     frozen = {".".join(n.split(".")[:2]) for n in g.frozen_for_out_of_domain()}
-    assert frozen == {f"convs.{i}" for i in range(4, 12)} | {f"to_rgbs.{i}" for i in range(2, 6)}
+    assert frozen == {f"convs.{i}" for i in range(6, 12)} | {f"to_rgbs.{i}" for i in range(3, 6)}  # upper half
+
+
+def test_a_small_generator_keeps_half_its_blocks_trainable_out_of_domain():
+    # 64 px (the demo pack): blocks 8, 16 | 32, 64. Before: "the last four blocks" froze all of them, so phase 2
+    # could tune the 4x4 layers only and barely moved an out-of-domain result.
+    g = Generator(64, 64, 2, channel_multiplier=1, channel_max=64)
+    frozen = {".".join(n.split(".")[:2]) for n in g.frozen_for_out_of_domain()}
+    assert frozen == {f"convs.{i}" for i in range(4, 8)} | {"to_rgbs.2", "to_rgbs.3"}
     assert infer_config(g.state_dict()).channel_multiplier == 2
 
 

@@ -272,6 +272,42 @@ def test_duration_comes_from_the_cost_model() -> None:
     assert out.stages["PTI"] == 0 and out.stages["stitching"] == 0
 
 
+def test_measured_stage_times_become_the_costs_that_size_the_duration(tmp_path: Path, monkeypatch) -> None:
+    from tcve.gpu_costs import COSTS_ENV, MeasuredRun, fit_costs, pair_count
+
+    config = Service("tiny", device="cpu").config_for("Paper settings", EditSpec("angry"))
+    cons = replace(config.consistency, pairs_per_step=1, phase1=replace(config.consistency.phase1, epochs=2),
+                   phase2=replace(config.consistency.phase2, epochs=2))
+    run = MeasuredRun(frames=150, size=1024, pti_passes=2, stitch_steps=2, consistency_config=cons,
+                      invert=30.0, edit=3.0, consistency=119.2, stitch=12.0, start=11.0)
+    costs = fit_costs(run, source="measured: test")
+    assert pair_count(cons, 150, 2) == 2 * 149
+    assert costs.pti_frame_pass == pytest.approx(30.0 / 300) and costs.stitch_step == pytest.approx(12.0 / 300)
+    assert costs.consistency_pair == pytest.approx(119.2 / 596) and costs.start == 11.0
+    assert costs.per_frame == GpuCosts().per_frame  # 0.02 s/frame measured is below the model's floor
+    # the fitted costs give back the measured stage times for the measured settings
+    measured = replace(config, consistency=cons,
+                       inversion=replace(config.inversion, pti=replace(config.inversion.pti, steps=2)),
+                       stitch=replace(config.stitch, steps=2))
+    back = estimate_gpu(measured, 150, 1024, "in", "mapper", costs)
+    assert back.stages["PTI"] == pytest.approx(30.0) and back.stages["stitching"] == pytest.approx(12.0)
+    assert back.stages["phase 1"] + back.stages["phase 2"] == pytest.approx(119.2)
+    # a file for $TCVE_GPU_COSTS: what Service.from_env sizes ZeroGPU calls with
+    path = costs.save(tmp_path / "costs.json")
+    assert GpuCosts.load(path) == costs
+    monkeypatch.setenv(COSTS_ENV, str(path))
+    monkeypatch.setenv("TCVE_MODELS", "tiny")
+    service = Service.from_env()
+    assert service.costs == costs and service.estimate_seconds("Paper settings", 150) == estimate_gpu(
+        config, 150, int(service.models().generator.size), "in", "mapper", costs).seconds
+    (tmp_path / "bad.json").write_text('{"pti_frame_pass": -1}')
+    with pytest.raises(ValueError, match="bad.json: pti_frame_pass must be positive"):
+        GpuCosts.load(tmp_path / "bad.json")
+    (tmp_path / "odd.json").write_text('{"pti_pass": 1}')
+    with pytest.raises(ValueError, match="odd.json has unknown fields"):
+        GpuCosts.load(tmp_path / "odd.json")
+
+
 def test_a_job_too_long_for_zerogpu_is_refused_before_any_work(fake_spaces, tmp_path: Path) -> None:
     limits = ZeroGPULimits(max_call_seconds=30)
     service = app.startup(Service("tiny", device="auto", workdir=tmp_path / "out", tensor_device="cpu",

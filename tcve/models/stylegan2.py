@@ -188,14 +188,15 @@ class Generator(nn.Module):
             return self.style(z).mean(0)
 
     def frozen_for_out_of_domain(self) -> list[str]:
-        """Parameter names of the last eight StyledConvs (four resolutions) and their to_rgbs.
+        """Parameter names of the upper half of the synthesis blocks (StyledConv pairs and their to_rgbs).
 
-        At 1024 these are rosinality convs 8-15 + to_rgbs 4-7 (all layers at resolution >= 128), the layers
-        STIT / the paper keep frozen for out-of-domain edits. Smaller generators take their last four blocks
-        (all blocks if they have fewer).
+        At 1024 these are rosinality convs 8-15 + to_rgbs 4-7 (all layers at resolution >= 128, four of the eight
+        blocks), the layers STIT / the paper keep frozen for out-of-domain edits. Smaller generators freeze the same
+        share, their upper half (a 64 px generator: the 32 and 64 px blocks), so that phase 2 still has layers to
+        tune (freezing four blocks there would freeze every block but the 4x4 one).
         """
         n_blocks = len(self.to_rgbs)
-        first = max(n_blocks - 4, 0)
+        first = n_blocks - max(1, n_blocks // 2)
         prefixes = tuple(f"convs.{i}." for i in range(2 * first, 2 * n_blocks)) + tuple(
             f"to_rgbs.{k}." for k in range(first, n_blocks))
         return [n for n, _ in self.named_parameters() if n.startswith(prefixes)]
