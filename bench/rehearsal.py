@@ -195,8 +195,9 @@ def run_gradio(service, clip: Path, frames: int, steps: int, edit: str = "angry"
         client = Client(demo.local_url, verbose=False)
         knobs = overrides_for(steps) or {}
         t = time.perf_counter()
-        out = client.predict(video=handle_file(str(clip)), edit=edit, max_frames=frames, api_name="/edit",
-                             advanced=bool(knobs), **knobs)
+        # the edit's own default strength, given explicitly: left out, the API sends the page's initial slider value
+        out = client.predict(video=handle_file(str(clip)), edit=edit, strength=service.strength(edit)[0],
+                             max_frames=frames, api_name="/edit", advanced=bool(knobs), **knobs)
         seconds = time.perf_counter() - t
     finally:
         demo.close()
@@ -248,7 +249,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"steps {args.steps or 'preset'}")
         rows, _ = run_service(service, args.clip, args.frames, args.steps, args.preset, kinds)
         if args.gradio:
-            rows.append(run_gradio(service, args.clip, args.frames, args.steps))
+            try:
+                rows.append(run_gradio(service, args.clip, args.frames, args.steps))
+            except Exception as exc:  # noqa: BLE001 - the Service rows above are still worth printing
+                rows.append(Row("angry", "Gradio API /edit", 0.0, _rss_bytes() / 2**30,
+                                note=f"FAILED: {str(exc).splitlines()[0][:100]}"))
     print_table(rows, f"Rehearsal (ffhq, 1024 px, random weights), command: python -m bench.rehearsal "
                       f"{' '.join(argv if argv is not None else sys.argv[1:])}")
     return 0

@@ -298,11 +298,15 @@ class Runner:
             raise gr.Error(f"'{name}' is not an edit of this tab.")
         if not available[name][0]:
             raise gr.Error(f"'{name}' is unavailable: {available[name][1]}")
-        strength = _number(values.get("strength"))  # None (left out through the API): the edit's own default
+        strength = _number(values.get("strength"))  # None (a direct call of the handler): the edit's own default
         try:
             self.service.check_strength(name, strength)
         except TcveError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            # The browser narrows the slider to the chosen edit's range; an API call that leaves strength out sends
+            # the page's initial value (the first edit's default), which may lie outside another edit's range.
+            default = self.service.strength(name)[0]
+            raise gr.Error(f"{exc} Through the API, a left-out strength is the page's initial slider value: pass "
+                           f"strength={default:g} for the default of '{name}'.", print_exception=False) from None
         return EditSpec(name, strength, text, (values.get("source_text") or "").strip())
 
     def _edit(self, domain: str, values: dict[str, Any], request: gr.Request | None,

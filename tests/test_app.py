@@ -215,6 +215,8 @@ def test_each_edits_strength_is_checked_on_the_server(client: Client, service: S
     with pytest.raises(Exception) as info:  # ... while each edit's own range is enforced
         client.predict(video=handle_file(str(CLIP)), edit="angry", strength=smile_default, api_name="/edit")
     assert "outside the range of 'angry'" in str(info.value)
+    angry_default = service.strength("angry")[0]
+    assert f"pass strength={angry_default:g} for the default of 'angry'" in str(info.value)  # what to send instead
 
 
 def test_progress_overlay_leaves_the_face_preview_visible(service: Service) -> None:
