@@ -42,6 +42,7 @@ EDIT_KINDS: tuple[tuple[str, str, str], ...] = (
     ("text style", "text style", "an oil painting"),
 )
 GPU_STAGES = ("invert", "edit", "consistency", "stitch")  # what runs inside the ZeroGPU window
+GRADIO_EDIT = "angry"  # the edit the Gradio API leg runs
 DEFAULT_ROOT = Path(os.environ.get("TCVE_REHEARSAL_DIR", Path(tempfile.gettempdir()) / "tcve-rehearsal"))
 
 
@@ -183,7 +184,7 @@ def run_service(service, clip: Path, frames: int, steps: int, preset: str,
     return rows, results
 
 
-def run_gradio(service, clip: Path, frames: int, steps: int, edit: str = "angry") -> Row:
+def run_gradio(service, clip: Path, frames: int, steps: int, edit: str = GRADIO_EDIT) -> Row:
     """One edit through the app's Gradio API (Blocks on 127.0.0.1, gradio_client), closed afterwards."""
     from gradio_client import Client, handle_file
 
@@ -252,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 rows.append(run_gradio(service, args.clip, args.frames, args.steps))
             except Exception as exc:  # noqa: BLE001 - the Service rows above are still worth printing
-                rows.append(Row("angry", "Gradio API /edit", 0.0, _rss_bytes() / 2**30,
+                rows.append(Row(GRADIO_EDIT, "Gradio API /edit", 0.0, _rss_bytes() / 2**30,
                                 note=f"FAILED: {str(exc).splitlines()[0][:100]}"))
     print_table(rows, f"Rehearsal (ffhq, 1024 px, random weights), command: python -m bench.rehearsal "
                       f"{' '.join(argv if argv is not None else sys.argv[1:])}")
