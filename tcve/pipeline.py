@@ -385,7 +385,8 @@ def prepare_clip(input_path: str | Path, spec: EditSpec, models: PipelineModels,
 @contextlib.contextmanager
 def repeatable(seed: int, device: torch.device, deterministic: bool = True) -> Iterator[None]:
     """Seeds torch (CPU and ``device``), NumPy and ``random`` for the block and restores the caller's states after;
-    turns on PyTorch's deterministic algorithms (and off cuDNN's autotuner) for the block when ``deterministic``."""
+    turns on PyTorch's deterministic algorithms (and off cuDNN's autotuner) for the block when ``deterministic``.
+    These states are process-wide: blocks must not overlap in threads (``Service`` runs them one at a time)."""
     np_state, py_state = np.random.get_state(), random.getstate()
     was_deterministic, was_benchmark = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):

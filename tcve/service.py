@@ -209,6 +209,9 @@ class Service:
         self.workdir = Path(workdir) if workdir else Path(tempfile.gettempdir()) / "tcve-outputs"
         self._models: PipelineModels | None = None
         self._lock = threading.Lock()
+        # torch's RNG and deterministic flag are process-wide: two runs' seeded GPU parts at once would restore each
+        # other's saved states out of order, so they take turns
+        self._seeded = threading.Lock()
         self._results: OrderedDict[str, PipelineResult] = OrderedDict()
         self._max_cached = max_cached_results
 
@@ -503,7 +506,7 @@ class Service:
                        cancel: CancelFn | None = None) -> EditedClip:
         """All GPU work of a run (on ZeroGPU: the body of the ``@spaces.GPU`` call), seeded by ``config.seed``."""
         models = self.models()
-        with repeatable(plan.config.seed, models.device, plan.config.deterministic):
+        with self._seeded, repeatable(plan.config.seed, models.device, plan.config.deterministic):
             return edit_aligned(plan.path, aligned, plan.spec, models, plan.config, progress, cancel)
 
     def write(self, plan: RunPlan, aligned: AlignedClip, edited: EditedClip, progress: ProgressFn | None = None,

@@ -30,6 +30,38 @@ def test_repeatable_seeds_the_block_and_restores_the_caller():
         assert torch.equal(torch.rand(3), a)
 
 
+def test_overlapping_runs_of_one_service_leave_torch_as_they_found_it(tmp_path, monkeypatch):
+    """Seeding and the deterministic flag are process-wide: two runs' GPU parts at once restored each other's saved
+    states in the wrong order (the flag stayed on after both; CI caught it in a later test)."""
+    import threading
+    import time
+
+    from tcve import service as service_module
+
+    inside = threading.Event()
+
+    def edit_aligned(*args, **kwargs):
+        inside.set()
+        time.sleep(0.3)  # the second run starts while the first is in here
+        return torch.rand(1)
+
+    monkeypatch.setattr(service_module, "edit_aligned", edit_aligned)
+    service = Service("tiny", device="cpu", workdir=tmp_path)
+    plan = service.plan(str(EXAMPLE), EditSpec("angry"), "Preview", max_frames=2)
+    assert not torch.are_deterministic_algorithms_enabled()
+    before = torch.random.get_rng_state()
+    draws = []
+    threads = [threading.Thread(target=lambda: draws.append(service.edit_on_device(plan, None))) for _ in range(2)]
+    threads[0].start()
+    assert inside.wait(60)
+    threads[1].start()
+    for t in threads:
+        t.join()
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert torch.equal(draws[0], draws[1])  # each run saw its own seeded stream
+
+
 @pytest.mark.slow
 def test_two_identical_runs_give_identical_videos(tmp_path):
     frames, info = read_video(EXAMPLE, limits=None)
